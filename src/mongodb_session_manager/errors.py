@@ -1,0 +1,64 @@
+"""Typed errors raised by mongodb-session-manager.
+
+Every error subclasses :class:`MongoDBSessionError`, which itself subclasses Strands'
+``SessionException``, so code that already catches Strands session errors keeps working.
+pymongo's own errors (timeouts, network failures) are never swallowed: they propagate as they are.
+"""
+
+from strands.types.exceptions import SessionException
+
+
+class MongoDBSessionError(SessionException):
+    """Base class of every error this library raises."""
+
+
+class SessionNotFoundError(MongoDBSessionError):
+    """The session, agent, message or multi-agent addressed does not exist."""
+
+
+class SessionConflictError(MongoDBSessionError):
+    """A concurrent writer got there first; nothing stored was changed.
+
+    Raised when two writers append the same ``message_id`` to the same agent: the first
+    wins, the second gets this error.
+    """
+
+
+class SessionTooLargeError(MongoDBSessionError):
+    """The write would push the session document past MongoDB's 16 MiB BSON limit.
+
+    Nothing stored was changed.
+    """
+
+    def __init__(self, session_id: str, size_bytes: int, added_bytes: int, limit_bytes: int) -> None:
+        """Describe the refused write: the session, its current size and what was to be added."""
+        self.session_id = session_id
+        self.size_bytes = size_bytes
+        self.added_bytes = added_bytes
+        self.limit_bytes = limit_bytes
+        super().__init__(
+            f"session {session_id!r} is {size_bytes:,} bytes; adding {added_bytes:,} bytes would pass "
+            f"MongoDB's {limit_bytes:,}-byte document limit. Nothing was written."
+        )
+
+
+class InvalidIdentifierError(MongoDBSessionError, ValueError):
+    """An identifier or metadata key is unsafe to use as a MongoDB value or field name."""
+
+    def __init__(self, field: str, value: object, reason: str) -> None:
+        """Name the offending field, its value and why it was refused."""
+        self.field = field
+        self.value = value
+        super().__init__(f"invalid {field} {value!r}: {reason}")
+
+
+class ConnectionPoolConflictError(MongoDBSessionError):
+    """The shared connection pool is already open with different settings."""
+
+
+class FactoryNotInitializedError(MongoDBSessionError, RuntimeError):
+    """The global factory was used before ``initialize_global_factory()`` (or after closing)."""
+
+
+class FactoryAlreadyInitializedError(MongoDBSessionError, RuntimeError):
+    """``initialize_global_factory()`` was called while a global factory is open."""

@@ -1,0 +1,101 @@
+"""Token and latency metrics: what is recorded on assistant messages, and how it is summarised.
+
+Each assistant message Strands produces carries the usage and latency of the model call that
+produced it (``message["metadata"]``). That per-call figure is what gets summed. The agent's
+``event_loop_metrics.accumulated_*`` values are running totals for the Agent object: they reset
+when the Agent is re-created and do not yet include the call that produced the message being
+written, so they are recorded separately, under ``agent_totals_before_this_call``, and never summed.
+"""
+
+from typing import Any
+
+TOKEN_FIELDS = ("inputTokens", "outputTokens", "totalTokens", "cacheReadInputTokens", "cacheWriteInputTokens")
+LATENCY_FIELDS = ("latencyMs", "timeToFirstByteMs")
+
+MetricsDocument = dict[str, Any]
+
+
+def assistant_message_metrics(message: Any, agent: Any) -> MetricsDocument | None:
+    """The ``event_loop_metrics`` stored with an assistant message, or None for other messages."""
+    if not isinstance(message, dict) or message.get("role") != "assistant":
+        return None
+    metadata = message.get("metadata") or {}
+    usage = metadata.get("usage") or {}
+    call_metrics = metadata.get("metrics") or {}
+    recorded: MetricsDocument = {
+        "usage": {name: usage[name] for name in TOKEN_FIELDS if name in usage},
+        **{name: call_metrics[name] for name in LATENCY_FIELDS if name in call_metrics},
+    }
+    loop_metrics = getattr(agent, "event_loop_metrics", None)
+    if loop_metrics is not None:
+        accumulated_usage = loop_metrics.accumulated_usage
+        recorded["agent_totals_before_this_call"] = {
+            "usage": {name: accumulated_usage[name] for name in TOKEN_FIELDS if name in accumulated_usage},
+            "latencyMs": loop_metrics.accumulated_metrics.get("latencyMs", 0),
+            "cycle_count": loop_metrics.cycle_count,
+        }
+    return recorded
+
+
+def _sum_of(field: str) -> dict[str, Any]:
+    return {"$sum": {"$ifNull": [f"$message.event_loop_metrics.{field}", 0]}}
+
+
+def agent_totals_pipeline(session_id: str) -> list[dict[str, Any]]:
+    """An aggregation giving one row per agent of the session with its summed per-call metrics.
+
+    A session with no agents still yields one row (``_id: None``), so an empty result means the
+    session does not exist.
+    """
+    is_measured = {"$ne": [{"$type": "$message.event_loop_metrics"}, "missing"]}
+    return [
+        {"$match": {"_id": session_id}},
+        {"$project": {"agent": {"$objectToArray": {"$ifNull": ["$agents", {}]}}}},
+        {"$unwind": {"path": "$agent", "preserveNullAndEmptyArrays": True}},
+        {"$project": {"agent_id": "$agent.k", "message": "$agent.v.messages"}},
+        {"$unwind": {"path": "$message", "preserveNullAndEmptyArrays": True}},
+        {
+            "$group": {
+                "_id": "$agent_id",
+                "messages": {"$sum": {"$cond": [{"$ne": [{"$type": "$message"}, "missing"]}, 1, 0]}},
+                "model_calls": {"$sum": {"$cond": [is_measured, 1, 0]}},
+                **{name: _sum_of(f"usage.{name}") for name in TOKEN_FIELDS},
+                "latencyMs": _sum_of("latencyMs"),
+                "max_latencyMs": {"$max": "$message.event_loop_metrics.latencyMs"},
+            }
+        },
+        {"$sort": {"_id": 1}},
+    ]
+
+
+def _figures(row: dict[str, Any]) -> dict[str, Any]:
+    calls = row["model_calls"]
+    return {
+        "messages": row["messages"],
+        "model_calls": calls,
+        "tokens": {name: row[name] for name in TOKEN_FIELDS},
+        "latency_ms": {
+            "total": row["latencyMs"],
+            "mean": row["latencyMs"] / calls if calls else None,
+            "max": row["max_latencyMs"],
+        },
+    }
+
+
+def summarise(session_id: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Shape the per-agent rows of :func:`agent_totals_pipeline` into the public summary."""
+    agent_rows = [row for row in rows if row["_id"] is not None]
+    session_row: dict[str, Any] = {
+        "messages": sum(row["messages"] for row in agent_rows),
+        "model_calls": sum(row["model_calls"] for row in agent_rows),
+        "latencyMs": sum(row["latencyMs"] for row in agent_rows),
+        "max_latencyMs": max(
+            (row["max_latencyMs"] for row in agent_rows if row["max_latencyMs"] is not None), default=None
+        ),
+        **{name: sum(row[name] for row in agent_rows) for name in TOKEN_FIELDS},
+    }
+    return {
+        "session_id": session_id,
+        "agents": {row["_id"]: _figures(row) for row in agent_rows},
+        "totals": _figures(session_row),
+    }

@@ -1,0 +1,146 @@
+"""A factory handing out session managers that share one connection pool, and a global instance of it.
+
+In a web app, call :func:`initialize_global_factory` once at start-up (FastAPI: in the
+``lifespan`` handler), ``get_global_factory().create_session_manager(session_id)`` per request,
+and :func:`close_global_factory` at shutdown.
+"""
+
+import logging
+import threading
+from typing import Any
+
+from pymongo import MongoClient
+
+from ._indexes import ensure_session_indexes
+from .errors import FactoryAlreadyInitializedError, FactoryNotInitializedError, MongoDBSessionError
+from .mongodb_connection_pool import MongoDBConnectionPool
+from .mongodb_session_manager import MongoDBSessionManager
+
+logger = logging.getLogger(__name__)
+
+
+class MongoDBSessionManagerFactory:
+    """Creates :class:`MongoDBSessionManager` instances over one shared ``MongoClient``.
+
+    With ``client`` the factory borrows it and never closes it. Otherwise it acquires the
+    process-wide :class:`MongoDBConnectionPool` with ``connection_string`` and
+    ``client_kwargs`` (pool sizes, timeouts), and :meth:`close` releases it. Indexes are ensured
+    here, once, so a new manager costs neither connection set-up nor an index command.
+    """
+
+    def __init__(
+        self,
+        connection_string: str | None = None,
+        database_name: str = "strands",
+        collection_name: str = "sessions",
+        client: MongoClient[Any] | None = None,
+        **client_kwargs: Any,
+    ) -> None:
+        """Acquire (or borrow) the client and ensure the session indexes."""
+        if client is None:
+            if connection_string is None:
+                raise ValueError("pass either connection_string or client")
+            client = MongoDBConnectionPool.acquire(connection_string, **client_kwargs)
+            self._borrowed_client: MongoClient[Any] | None = None
+        elif client_kwargs or connection_string is not None:
+            raise ValueError("connection_string and client options only apply when no client is given")
+        else:
+            self._borrowed_client = client
+        self.database_name = database_name
+        self.collection_name = collection_name
+        self._closed = False
+        self._lock = threading.Lock()
+        self._managers_created = 0
+        try:
+            ensure_session_indexes(client[database_name][collection_name])
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def client(self) -> MongoClient[Any]:
+        """The shared client (read on every call: after ``fork()`` the pool hands the child its own)."""
+        if self._closed:
+            raise MongoDBSessionError("this factory is closed")
+        if self._borrowed_client is not None:
+            return self._borrowed_client
+        client = MongoDBConnectionPool.get_client()
+        if client is None:
+            raise MongoDBSessionError("the shared connection pool was closed under this factory")
+        return client
+
+    def create_session_manager(self, session_id: str, **kwargs: Any) -> MongoDBSessionManager:
+        """A manager for ``session_id`` on the shared client; ``kwargs`` may override the collection."""
+        kwargs.setdefault("database_name", self.database_name)
+        kwargs.setdefault("collection_name", self.collection_name)
+        manager = MongoDBSessionManager(session_id, client=self.client, **kwargs)
+        with self._lock:
+            self._managers_created += 1
+        return manager
+
+    def get_connection_stats(self) -> dict[str, Any]:
+        """Pool figures (for a pooled factory) plus how many managers this factory created."""
+        with self._lock:
+            managers_created = self._managers_created
+        pool = (
+            {"borrowed_client": True} if self._borrowed_client is not None else MongoDBConnectionPool.get_pool_stats()
+        )
+        return {
+            "closed": self._closed,
+            "database_name": self.database_name,
+            "collection_name": self.collection_name,
+            "managers_created": managers_created,
+            "pool": pool,
+        }
+
+    def close(self) -> None:
+        """Release the shared pool (a borrowed client stays open). Safe to call twice."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        if self._borrowed_client is None:
+            MongoDBConnectionPool.release()
+
+
+_global_lock = threading.Lock()
+_global_factory: MongoDBSessionManagerFactory | None = None
+
+
+def initialize_global_factory(
+    connection_string: str | None = None,
+    database_name: str = "strands",
+    collection_name: str = "sessions",
+    client: MongoClient[Any] | None = None,
+    **client_kwargs: Any,
+) -> MongoDBSessionManagerFactory:
+    """Create the process's global factory; raises if one is already open (close it first)."""
+    global _global_factory
+    with _global_lock:
+        if _global_factory is not None:
+            raise FactoryAlreadyInitializedError(
+                "the global factory is already initialised; call close_global_factory() first"
+            )
+        _global_factory = MongoDBSessionManagerFactory(
+            connection_string, database_name, collection_name, client=client, **client_kwargs
+        )
+        logger.info("global session manager factory ready (%s.%s)", database_name, collection_name)
+        return _global_factory
+
+
+def get_global_factory() -> MongoDBSessionManagerFactory:
+    """The global factory; raises :class:`FactoryNotInitializedError` before initialisation."""
+    with _global_lock:
+        if _global_factory is None:
+            raise FactoryNotInitializedError("call initialize_global_factory() first (e.g. in the app's lifespan)")
+        return _global_factory
+
+
+def close_global_factory() -> None:
+    """Close and forget the global factory. A no-op when there is none."""
+    global _global_factory
+    with _global_lock:
+        factory, _global_factory = _global_factory, None
+    if factory is not None:
+        factory.close()
+        logger.info("global session manager factory closed")

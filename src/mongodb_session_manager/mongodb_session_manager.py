@@ -1,0 +1,94 @@
+"""Strands session manager backed by :class:`MongoDBSessionRepository`, recording model metrics."""
+
+from types import TracebackType
+from typing import Any
+
+from pymongo import MongoClient
+from strands.session.repository_session_manager import RepositorySessionManager
+from strands.types.agent import LocalAgent
+from strands.types.content import Message
+
+from .metrics import assistant_message_metrics
+from .mongodb_session_repository import MongoDBSessionRepository
+from .validation import validate_session_id
+
+
+class MongoDBSessionManager(RepositorySessionManager):
+    """Persists an agent's conversation and state in MongoDB.
+
+    Pass it to ``strands.Agent(session_manager=...)``. Every assistant message is stored with an
+    ``event_loop_metrics`` field (tokens and latency of the model call that produced it), written
+    in the same command as the message. Extra keyword arguments are ``MongoClient`` options,
+    used only when the manager creates its own client from ``connection_string``.
+    """
+
+    def __init__(
+        self,
+        session_id: str,
+        connection_string: str | None = None,
+        database_name: str = "strands",
+        collection_name: str = "sessions",
+        client: MongoClient[Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Open (or borrow) the connection and load or create the session ``session_id``."""
+        validate_session_id(session_id)
+        repository = MongoDBSessionRepository(
+            connection_string=connection_string,
+            database_name=database_name,
+            collection_name=collection_name,
+            client=client,
+            **kwargs,
+        )
+        try:
+            super().__init__(session_id=session_id, session_repository=repository)
+        except BaseException:
+            repository.close()
+            raise
+        self.repository = repository
+
+    def append_message(self, message: Message, agent: LocalAgent, **kwargs: Any) -> None:
+        """Persist a message; assistant messages carry their model call's metrics in the same write."""
+        recorded = assistant_message_metrics(message, agent)
+        if recorded is None:
+            super().append_message(message, agent, **kwargs)
+            return
+        with self.repository.annotate_messages(event_loop_metrics=recorded):
+            super().append_message(message, agent, **kwargs)
+
+    def get_metrics_summary(self) -> dict[str, Any]:
+        """Token and latency totals of this session (see ``MongoDBSessionRepository.get_metrics_summary``)."""
+        return self.repository.get_metrics_summary(self.session_id)
+
+    def close(self) -> None:
+        """Close the connection if this manager created it; a borrowed client stays open."""
+        self.repository.close()
+
+    def __enter__(self) -> "MongoDBSessionManager":
+        """Use the manager as a context manager that closes it on exit."""
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        """Close the manager."""
+        self.close()
+
+
+def create_mongodb_session_manager(
+    session_id: str,
+    connection_string: str | None = None,
+    database_name: str = "strands",
+    collection_name: str = "sessions",
+    client: MongoClient[Any] | None = None,
+    **kwargs: Any,
+) -> MongoDBSessionManager:
+    """Create a :class:`MongoDBSessionManager`; pass ``client`` to share a connection pool."""
+    return MongoDBSessionManager(
+        session_id,
+        connection_string=connection_string,
+        database_name=database_name,
+        collection_name=collection_name,
+        client=client,
+        **kwargs,
+    )
