@@ -1,0 +1,98 @@
+"""Shared fixtures: a real MongoDB wire-protocol server and per-test databases.
+
+Set ``MONGODB_URI`` to run against an existing server; otherwise one in-memory SecantusDB
+server is started on a free loopback port for the whole test session.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from command_counter import CommandCounter
+from pymongo import MongoClient
+from pymongo.database import Database
+
+from mongodb_session_manager import MongoDBSessionManager, MongoDBSessionRepository
+
+Client = MongoClient[dict[str, Any]]
+
+SERVER_SELECTION_TIMEOUT_MS = 5000
+
+
+def make_client(uri: str, **kwargs: Any) -> Client:
+    """A client to the test server that fails fast when the server is unreachable."""
+    return MongoClient(uri, serverSelectionTimeoutMS=SERVER_SELECTION_TIMEOUT_MS, **kwargs)
+
+
+@pytest.fixture(scope="session")
+def mongodb_uri() -> Iterator[str]:
+    """URI of the test server: ``$MONGODB_URI``, or an in-process in-memory SecantusDB."""
+    if uri := os.environ.get("MONGODB_URI"):
+        yield uri
+        return
+    from secantus import SecantusDBServer  # type: ignore[import-untyped]
+
+    server = SecantusDBServer(host="127.0.0.1", port=0, storage_path=":memory:")
+    server.start()
+    try:
+        yield server.uri
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def mongo_client(mongodb_uri: str) -> Iterator[Client]:
+    """A client shared by the whole session (do not close it in a test)."""
+    client = make_client(mongodb_uri)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def database_name(request: pytest.FixtureRequest, mongo_client: Client) -> Iterator[str]:
+    """A database name unique to this test, dropped afterwards."""
+    test_name = re.sub(r"[^A-Za-z0-9_]", "_", request.node.name)[:40]
+    name = f"t_{test_name}_{uuid.uuid4().hex[:8]}"
+    yield name
+    mongo_client.drop_database(name)
+
+
+@pytest.fixture
+def mongo_db(mongo_client: Client, database_name: str) -> Database[dict[str, Any]]:
+    """This test's own database, on the shared client."""
+    return mongo_client[database_name]
+
+
+@pytest.fixture
+def counting_client(mongodb_uri: str) -> Iterator[tuple[Client, CommandCounter]]:
+    """A fresh client with a ``CommandCounter`` registered; closed after the test."""
+    counter = CommandCounter()
+    client = make_client(mongodb_uri, event_listeners=[counter])
+    try:
+        yield client, counter
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def repository(mongo_client: Client, database_name: str) -> MongoDBSessionRepository:
+    """A repository on this test's database, borrowing the shared client."""
+    return MongoDBSessionRepository(client=mongo_client, database_name=database_name)
+
+
+@pytest.fixture
+def new_manager(mongo_client: Client, database_name: str) -> Callable[..., MongoDBSessionManager]:
+    """Make managers on this test's database, borrowing the shared client: ``new_manager("s1")``."""
+
+    def make(session_id: str, **kwargs: Any) -> MongoDBSessionManager:
+        kwargs.setdefault("client", mongo_client)
+        return MongoDBSessionManager(session_id, database_name=database_name, **kwargs)
+
+    return make
