@@ -14,7 +14,8 @@ A turn is one of:
 
 * ``str`` - a plain text answer (``stopReason`` ``end_turn``);
 * ``ToolCall(name, input)`` - a single tool call (``stopReason`` ``tool_use``);
-* ``Reply(text, *tool_calls)`` - text, optionally followed by one or more tool calls;
+* ``Reply(text, *tool_calls, redact_user_input=None)`` - text, optionally followed by tool calls;
+  with ``redact_user_input`` a guardrail intervenes and asks for the user input to be redacted;
 * ``Raise(error)`` - the model call raises ``error`` (to test failures and resumption).
 
 When the script runs out the model raises ``ScriptExhaustedError``, unless a ``fallback``
@@ -88,15 +89,20 @@ class Reply:
 
     text: str
     tool_calls: tuple[ToolCall, ...]
+    redact_user_input: str | None
+    """If set, a guardrail intervenes: the user's input is to be replaced by this text."""
 
-    def __init__(self, text: str = "", *tool_calls: ToolCall) -> None:
+    def __init__(self, text: str = "", *tool_calls: ToolCall, redact_user_input: str | None = None) -> None:
         """Create a response with ``text`` and any number of ``tool_calls``."""
         object.__setattr__(self, "text", text)
         object.__setattr__(self, "tool_calls", tuple(tool_calls))
+        object.__setattr__(self, "redact_user_input", redact_user_input)
 
     @property
     def stop_reason(self) -> StopReason:
-        """``tool_use`` when the response calls tools, else ``end_turn``."""
+        """``guardrail_intervened``, ``tool_use`` when the response calls tools, else ``end_turn``."""
+        if self.redact_user_input is not None:
+            return "guardrail_intervened"
         return "tool_use" if self.tool_calls else "end_turn"
 
 
@@ -299,6 +305,8 @@ class ScriptedModel(Model):
             index += 1
         input_tokens = 10 * len(messages)
         output_tokens = len(reply.text.split()) + len(reply.tool_calls)
+        if reply.redact_user_input is not None:
+            events.append({"redactContent": {"redactUserContentMessage": reply.redact_user_input}})
         events += [
             {"messageStop": {"stopReason": reply.stop_reason}},
             {

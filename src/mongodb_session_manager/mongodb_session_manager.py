@@ -1,5 +1,6 @@
 """Strands session manager backed by :class:`MongoDBSessionRepository`, recording model metrics."""
 
+import logging
 from types import TracebackType
 from typing import Any
 
@@ -8,9 +9,12 @@ from strands.session.repository_session_manager import RepositorySessionManager
 from strands.types.agent import LocalAgent
 from strands.types.content import Message
 
+from .errors import SessionConflictError
 from .metrics import assistant_message_metrics
 from .mongodb_session_repository import MongoDBSessionRepository
 from .validation import validate_session_id
+
+logger = logging.getLogger(__name__)
 
 
 class MongoDBSessionManager(RepositorySessionManager):
@@ -46,15 +50,43 @@ class MongoDBSessionManager(RepositorySessionManager):
             repository.close()
             raise
         self.repository = repository
+        self._stale_agent_ids: set[str] = set()
 
     def append_message(self, message: Message, agent: LocalAgent, **kwargs: Any) -> None:
-        """Persist a message; assistant messages carry their model call's metrics in the same write."""
+        """Persist a message; assistant messages carry their model call's metrics in the same write.
+
+        If another writer already stored this message id, :class:`SessionConflictError` is raised
+        and the agent is marked stale: its later state syncs and redactions are not written, so
+        an outdated view cannot overwrite the other writer's data. Re-create the Agent to resume.
+        """
         recorded = assistant_message_metrics(message, agent)
-        if recorded is None:
-            super().append_message(message, agent, **kwargs)
+        try:
+            extra_fields = {"event_loop_metrics": recorded} if recorded is not None else {}
+            with self.repository.annotate_messages(**extra_fields):
+                super().append_message(message, agent, **kwargs)
+        except SessionConflictError:
+            self._stale_agent_ids.add(agent.agent_id)
+            raise
+
+    def sync_agent(self, agent: LocalAgent, **kwargs: Any) -> None:
+        """Persist the agent's state, unless a conflict showed that its view is outdated."""
+        if agent.agent_id in self._stale_agent_ids:
+            logger.warning(
+                "session_id=<%s>, agent_id=<%s> | not syncing a stale agent; re-create it to resume",
+                self.session_id,
+                agent.agent_id,
+            )
             return
-        with self.repository.annotate_messages(event_loop_metrics=recorded):
-            super().append_message(message, agent, **kwargs)
+        super().sync_agent(agent, **kwargs)
+
+    def redact_latest_message(self, redact_message: Message, agent: LocalAgent, **kwargs: Any) -> None:
+        """Rewrite the agent's latest message; refused for a stale agent (it may be another writer's)."""
+        if agent.agent_id in self._stale_agent_ids:
+            raise SessionConflictError(
+                f"agent {agent.agent_id!r} of session {self.session_id!r} is stale after a conflict; "
+                "its latest message may belong to another writer"
+            )
+        super().redact_latest_message(redact_message, agent, **kwargs)
 
     def get_metrics_summary(self) -> dict[str, Any]:
         """Token and latency totals of this session (see ``MongoDBSessionRepository.get_metrics_summary``)."""

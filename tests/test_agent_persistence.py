@@ -1,0 +1,190 @@
+"""A real ``strands.Agent`` persisting through ``MongoDBSessionManager`` and resuming from it."""
+
+from collections.abc import Callable
+from typing import Any
+
+from command_counter import CommandCounter
+from pymongo.database import Database
+from scripted_model import Reply, ScriptedModel, ToolCall
+from strands import Agent, tool
+from strands.agent.conversation_manager import SlidingWindowConversationManager
+
+from mongodb_session_manager import MongoDBSessionManager
+
+Db = Database[dict[str, Any]]
+NewManager = Callable[..., MongoDBSessionManager]
+
+
+@tool
+def add(a: int, b: int) -> int:
+    """Add two integers."""
+    return a + b
+
+
+def stored_messages(mongo_db: Db, session_id: str = "s1", agent_id: str = "default") -> list[dict[str, Any]]:
+    document = mongo_db["sessions"].find_one({"_id": session_id})
+    assert document is not None
+    messages: list[dict[str, Any]] = document["agents"][agent_id]["messages"]
+    return messages
+
+
+def texts(messages: list[Any]) -> list[str]:
+    return [block["text"] for message in messages for block in message["content"] if "text" in block]
+
+
+def test_plain_turns_are_stored_in_order(new_manager: NewManager, mongo_db: Db) -> None:
+    agent = Agent(model=ScriptedModel(["hello!", "fine"]), session_manager=new_manager("s1"), callback_handler=None)
+    agent("hi")
+    agent("how are you?")
+    stored = stored_messages(mongo_db)
+    assert [m["message_id"] for m in stored] == [0, 1, 2, 3]
+    assert [m["message"]["role"] for m in stored] == ["user", "assistant", "user", "assistant"]
+    assert texts([m["message"] for m in stored]) == ["hi", "hello!", "how are you?", "fine"]
+
+
+def test_metrics_are_recorded_on_assistant_messages(new_manager: NewManager, mongo_db: Db) -> None:
+    model = ScriptedModel(["one two three", "four"], latency_ms=250)
+    agent = Agent(model=model, session_manager=new_manager("s1"), callback_handler=None)
+    agent("first")
+    agent("second")
+
+    stored = stored_messages(mongo_db)
+    assert all("event_loop_metrics" not in m for m in stored if m["message"]["role"] == "user")
+    first, second = (m["event_loop_metrics"] for m in stored if m["message"]["role"] == "assistant")
+    # per-call usage: input = 10 per message sent, output = words
+    assert first["usage"] == {"inputTokens": 10, "outputTokens": 3, "totalTokens": 13}
+    assert second["usage"] == {"inputTokens": 30, "outputTokens": 1, "totalTokens": 31}
+    assert first["latencyMs"] == second["latencyMs"] == 250
+    # the agent's running totals at write time exclude the call that produced the message
+    assert first["agent_totals_before_this_call"]["usage"]["totalTokens"] == 0
+    assert second["agent_totals_before_this_call"]["usage"]["totalTokens"] == 13
+    assert second["agent_totals_before_this_call"]["latencyMs"] == 250
+    # what is recorded matches what the agent itself reports
+    assert agent.event_loop_metrics.accumulated_usage["totalTokens"] == 13 + 31
+
+
+def test_metrics_summary_sums_per_call_usage_across_agent_objects(new_manager: NewManager) -> None:
+    first = Agent(
+        model=ScriptedModel(["a b"], latency_ms=100), session_manager=new_manager("s1"), callback_handler=None
+    )
+    first("x")
+    # a new Agent object restarts its running totals; the summary must not double count or lose anything
+    manager = new_manager("s1")
+    second = Agent(model=ScriptedModel(["c"], latency_ms=300), session_manager=manager, callback_handler=None)
+    second("y")
+    helper = Agent(
+        model=ScriptedModel(["d e f"], latency_ms=50), agent_id="helper", session_manager=manager, callback_handler=None
+    )
+    helper("z")
+
+    summary = manager.get_metrics_summary()
+    default = summary["agents"]["default"]
+    assert default["model_calls"] == 2
+    assert default["messages"] == 4
+    assert default["tokens"]["inputTokens"] == 10 + 30
+    assert default["tokens"]["outputTokens"] == 2 + 1
+    assert default["latency_ms"] == {"total": 400, "mean": 200, "max": 300}
+    assert summary["agents"]["helper"]["tokens"]["totalTokens"] == 10 + 3
+    totals = summary["totals"]
+    assert totals["model_calls"] == 3
+    assert totals["tokens"]["totalTokens"] == (10 + 2) + (30 + 1) + (10 + 3)
+    assert totals["latency_ms"] == {"total": 450, "mean": 150, "max": 300}
+
+
+def test_resume_with_new_manager_and_new_agent(new_manager: NewManager) -> None:
+    agent = Agent(model=ScriptedModel(["noted"]), session_manager=new_manager("s1"), callback_handler=None)
+    agent.state.set("user_name", "Ana")
+    agent("my name is Ana")
+
+    resumed = Agent(model=ScriptedModel(["hi Ana"]), session_manager=new_manager("s1"), callback_handler=None)
+    assert texts(resumed.messages) == ["my name is Ana", "noted"]
+    assert resumed.state.get("user_name") == "Ana"
+    resumed("who am I?")
+    again = Agent(model=ScriptedModel([]), session_manager=new_manager("s1"), callback_handler=None)
+    assert texts(again.messages) == ["my name is Ana", "noted", "who am I?", "hi Ana"]
+
+
+def test_tool_call_turn(new_manager: NewManager, mongo_db: Db) -> None:
+    model = ScriptedModel([ToolCall("add", {"a": 2, "b": 3}), "2 + 3 = 5"])
+    agent = Agent(model=model, tools=[add], session_manager=new_manager("s1"), callback_handler=None)
+    agent("add 2 and 3")
+
+    stored = [m["message"] for m in stored_messages(mongo_db)]
+    assert [m["role"] for m in stored] == ["user", "assistant", "user", "assistant"]
+    assert stored[1]["content"][0]["toolUse"]["input"] == {"a": 2, "b": 3}
+    assert stored[2]["content"][0]["toolResult"]["content"] == [{"text": "5"}]
+    resumed = Agent(model=ScriptedModel([]), tools=[add], session_manager=new_manager("s1"), callback_handler=None)
+    assert resumed.messages[1]["content"][0]["toolUse"]["name"] == "add"
+    assert resumed.messages[2]["content"][0]["toolResult"]["status"] == "success"
+
+
+def test_several_agents_keep_separate_histories(new_manager: NewManager, mongo_db: Db) -> None:
+    manager = new_manager("s1")
+    writer = Agent(model=ScriptedModel(["draft"]), agent_id="writer", session_manager=manager, callback_handler=None)
+    critic = Agent(model=ScriptedModel(["meh"]), agent_id="critic", session_manager=manager, callback_handler=None)
+    writer("write")
+    critic("judge")
+
+    assert texts([m["message"] for m in stored_messages(mongo_db, agent_id="writer")]) == ["write", "draft"]
+    assert texts([m["message"] for m in stored_messages(mongo_db, agent_id="critic")]) == ["judge", "meh"]
+    manager = new_manager("s1")
+    critic_again = Agent(model=ScriptedModel([]), agent_id="critic", session_manager=manager, callback_handler=None)
+    writer_again = Agent(model=ScriptedModel([]), agent_id="writer", session_manager=manager, callback_handler=None)
+    assert texts(critic_again.messages) == ["judge", "meh"]
+    assert texts(writer_again.messages) == ["write", "draft"]
+
+
+def test_sliding_window_resumes_from_its_offset(
+    counting_client: tuple[Any, CommandCounter], new_manager: NewManager, mongo_db: Db
+) -> None:
+    def window() -> SlidingWindowConversationManager:
+        return SlidingWindowConversationManager(window_size=4, should_truncate_results=False)
+
+    agent = Agent(
+        model=ScriptedModel.echo(),
+        session_manager=new_manager("s1"),
+        conversation_manager=window(),
+        callback_handler=None,
+    )
+    for turn in range(6):
+        agent(f"turn {turn}")
+    assert len(stored_messages(mongo_db)) == 12
+    removed = agent.conversation_manager.removed_message_count
+    assert removed == 8
+
+    client, counter = counting_client
+    manager = new_manager("s1", client=client)
+    resumed = Agent(
+        model=ScriptedModel.echo(), session_manager=manager, conversation_manager=window(), callback_handler=None
+    )
+    assert resumed.conversation_manager.removed_message_count == removed
+    assert texts(resumed.messages) == ["turn 4", "echo: turn 4", "turn 5", "echo: turn 5"]
+    # the whole resume was one read, and it carried only the messages past the offset
+    [resume_read] = counter.commands()
+    assert resume_read.name == "aggregate"
+    resumed("turn 6")
+    ids = [m["message_id"] for m in stored_messages(mongo_db)]
+    assert ids == list(range(14))
+
+
+def test_guardrail_redaction_is_persisted(new_manager: NewManager, mongo_db: Db) -> None:
+    model = ScriptedModel([Reply("I cannot help with that.", redact_user_input="[User input redacted.]")])
+    agent = Agent(model=model, session_manager=new_manager("s1"), callback_handler=None)
+    agent("my card number is 4111 1111 1111 1111")
+
+    user = stored_messages(mongo_db)[0]
+    assert user["redact_message"]["content"] == [{"text": "[User input redacted.]"}]
+    # like Strands' own repositories, the rewrite replaces the stored original: the guardrail's point
+    assert "4111" not in str(mongo_db["sessions"].find_one({"_id": "s1"}))
+    resumed = Agent(model=ScriptedModel([]), session_manager=new_manager("s1"), callback_handler=None)
+    assert texts(resumed.messages)[0] == "[User input redacted.]"
+    assert "4111" not in str(resumed.messages)
+
+
+async def test_stream_async_persists_the_streamed_turn(new_manager: NewManager, mongo_db: Db) -> None:
+    agent = Agent(model=ScriptedModel(["streamed answer"]), session_manager=new_manager("s1"), callback_handler=None)
+    chunks = [event["data"] async for event in agent.stream_async("stream please") if "data" in event]
+    assert "".join(chunks) == "streamed answer"
+    stored = stored_messages(mongo_db)
+    assert texts([m["message"] for m in stored]) == ["stream please", "streamed answer"]
+    assert stored[1]["event_loop_metrics"]["usage"]["outputTokens"] == 2

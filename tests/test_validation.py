@@ -1,0 +1,155 @@
+"""Every identifier that reaches MongoDB is validated, and a refused one harms nothing stored."""
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from pymongo.database import Database
+from scripted_model import ScriptedModel
+from strands import Agent
+from strands.types.session import Session, SessionAgent, SessionMessage, SessionType
+
+from mongodb_session_manager import MongoDBSessionManager, MongoDBSessionRepository
+from mongodb_session_manager.errors import InvalidIdentifierError
+from mongodb_session_manager.validation import MAX_IDENTIFIER_LENGTH
+
+Db = Database[dict[str, Any]]
+
+NOT_STRINGS = [{"$gt": ""}, {"$ne": None}, ["victim"], 42, None, b"s1"]
+BAD_STRINGS = ["", "x" * (MAX_IDENTIFIER_LENGTH + 1), "nul\x00byte"]
+BAD_FIELD_NAMES = ["team.alpha", "$where", "$", "a.", ".a", *BAD_STRINGS]
+
+
+@pytest.fixture
+def populated(repository: MongoDBSessionRepository, mongo_db: Db) -> dict[str, Any]:
+    """A victim session with an agent and a message; returns its document as stored."""
+    repository.create_session(Session(session_id="victim", session_type=SessionType.AGENT))
+    repository.create_agent("victim", SessionAgent(agent_id="a1", state={"secret": 1}, conversation_manager_state={}))
+    message = SessionMessage.from_message({"role": "user", "content": [{"text": "private"}]}, 0)
+    repository.create_message("victim", "a1", message)
+    repository.update_metadata("victim", {"owner": "victim"})
+    document = mongo_db["sessions"].find_one({"_id": "victim"})
+    assert document is not None
+    return document
+
+
+def assert_untouched(mongo_db: Db, before: dict[str, Any]) -> None:
+    assert list(mongo_db["sessions"].find()) == [before]
+
+
+@pytest.mark.parametrize("session_id", NOT_STRINGS + BAD_STRINGS, ids=repr)
+def test_session_id_must_be_a_plain_string(
+    session_id: Any, repository: MongoDBSessionRepository, populated: dict[str, Any], mongo_db: Db
+) -> None:
+    calls: list[Callable[[], object]] = [
+        lambda: repository.read_session(session_id),
+        lambda: repository.read_agent(session_id, "a1"),
+        lambda: repository.list_messages(session_id, "a1"),
+        lambda: repository.read_message(session_id, "a1", 0),
+        lambda: repository.create_message(session_id, "a1", SessionMessage.from_message({"role": "user"}, 1)),  # type: ignore[typeddict-item]
+        lambda: repository.update_agent(
+            session_id, SessionAgent(agent_id="a1", state={}, conversation_manager_state={})
+        ),
+        lambda: repository.update_metadata(session_id, {"owner": "attacker"}),
+        lambda: repository.delete_metadata(session_id, ["owner"]),
+        lambda: repository.get_metadata(session_id),
+        lambda: repository.delete_session(session_id),
+        lambda: repository.get_metrics_summary(session_id),
+        lambda: repository.create_session(Session(session_id=session_id, session_type=SessionType.AGENT)),
+    ]
+    for call in calls:
+        with pytest.raises(InvalidIdentifierError, match="session_id") as raised:
+            call()
+        assert raised.value.field == "session_id"
+        assert isinstance(raised.value, ValueError)
+    assert_untouched(mongo_db, populated)
+
+
+@pytest.mark.parametrize("session_id", [{"$gt": ""}, ["victim"], ""], ids=repr)
+def test_manager_refuses_bad_session_id_before_touching_the_database(
+    session_id: Any, new_manager: Callable[..., MongoDBSessionManager], populated: dict[str, Any], mongo_db: Db
+) -> None:
+    with pytest.raises(InvalidIdentifierError, match="session_id"):
+        new_manager(session_id)
+    assert_untouched(mongo_db, populated)
+
+
+@pytest.mark.parametrize("agent_id", BAD_FIELD_NAMES + NOT_STRINGS, ids=repr)
+def test_agent_id_must_be_a_safe_field_name(
+    agent_id: Any, repository: MongoDBSessionRepository, populated: dict[str, Any], mongo_db: Db
+) -> None:
+    message = SessionMessage.from_message({"role": "user", "content": [{"text": "x"}]}, 1)
+    agent = SessionAgent(agent_id=agent_id, state={}, conversation_manager_state={})
+    calls: list[Callable[[], object]] = [
+        lambda: repository.create_agent("victim", agent),
+        lambda: repository.read_agent("victim", agent_id),
+        lambda: repository.update_agent("victim", agent),
+        lambda: repository.create_message("victim", agent_id, message),
+        lambda: repository.update_message("victim", agent_id, message),
+        lambda: repository.read_message("victim", agent_id, 0),
+        lambda: repository.list_messages("victim", agent_id),
+    ]
+    for call in calls:
+        with pytest.raises(InvalidIdentifierError, match="agent_id"):
+            call()
+    assert_untouched(mongo_db, populated)
+
+
+def test_dotted_agent_id_is_refused_by_a_real_agent(
+    new_manager: Callable[..., MongoDBSessionManager], mongo_db: Db
+) -> None:
+    manager = new_manager("s1")
+    with pytest.raises(InvalidIdentifierError, match=r"agent_id 'team\.alpha'"):
+        Agent(model=ScriptedModel(["hi"]), agent_id="team.alpha", session_manager=manager, callback_handler=None)
+    document = mongo_db["sessions"].find_one({"_id": "s1"})
+    assert document is not None
+    assert document["agents"] == {}
+
+
+@pytest.mark.parametrize("key", [*BAD_FIELD_NAMES, 7, None], ids=repr)
+def test_metadata_keys_must_be_safe_field_names(
+    key: Any, repository: MongoDBSessionRepository, populated: dict[str, Any], mongo_db: Db
+) -> None:
+    with pytest.raises(InvalidIdentifierError, match="metadata key"):
+        repository.update_metadata("victim", {"fine": 1, key: "value"})
+    with pytest.raises(InvalidIdentifierError, match="metadata key"):
+        repository.delete_metadata("victim", ["owner", key])
+    assert_untouched(mongo_db, populated)
+
+
+def test_delete_metadata_refuses_a_bare_string(
+    repository: MongoDBSessionRepository, populated: dict[str, Any], mongo_db: Db
+) -> None:
+    with pytest.raises(InvalidIdentifierError, match="list of keys"):
+        repository.delete_metadata("victim", "owner")
+    assert_untouched(mongo_db, populated)
+
+
+@pytest.mark.parametrize("message_id", [-1, "0", 1.5, True, None], ids=repr)
+def test_message_id_must_be_a_non_negative_int(
+    message_id: Any, repository: MongoDBSessionRepository, populated: dict[str, Any], mongo_db: Db
+) -> None:
+    message = SessionMessage(message={"role": "user", "content": [{"text": "x"}]}, message_id=message_id)
+    with pytest.raises(InvalidIdentifierError, match="message_id"):
+        repository.create_message("victim", "a1", message)
+    with pytest.raises(InvalidIdentifierError, match="message_id"):
+        repository.update_message("victim", "a1", message)
+    with pytest.raises(InvalidIdentifierError, match="message_id"):
+        repository.read_message("victim", "a1", message_id)
+    assert_untouched(mongo_db, populated)
+
+
+def test_longest_allowed_identifiers_work(repository: MongoDBSessionRepository) -> None:
+    longest = "s" * MAX_IDENTIFIER_LENGTH
+    repository.create_session(Session(session_id=longest, session_type=SessionType.AGENT))
+    repository.create_agent(longest, SessionAgent(agent_id=longest, state={}, conversation_manager_state={}))
+    repository.update_metadata(longest, {longest: "ok", "with spaces and ünïcode": True})
+    assert repository.read_agent(longest, longest) is not None
+    assert repository.get_metadata(longest) == {longest: "ok", "with spaces and ünïcode": True}
+
+
+def test_session_ids_may_contain_dots_and_dollars(repository: MongoDBSessionRepository) -> None:
+    repository.create_session(Session(session_id="user.42$chat", session_type=SessionType.AGENT))
+    session = repository.read_session("user.42$chat")
+    assert session is not None
+    assert session.session_id == "user.42$chat"
