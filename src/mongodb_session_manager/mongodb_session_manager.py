@@ -11,7 +11,7 @@ from strands.types.content import Message
 
 from .errors import SessionConflictError
 from .metrics import assistant_message_metrics
-from .mongodb_session_repository import MongoDBSessionRepository
+from .mongodb_session_repository import MongoDBSessionRepository, agent_already_stored
 from .validation import validate_session_id
 
 logger = logging.getLogger(__name__)
@@ -51,6 +51,16 @@ class MongoDBSessionManager(RepositorySessionManager):
             raise
         self.repository = repository
         self._stale_agent_ids: set[str] = set()
+
+    def initialize(self, agent: LocalAgent, **kwargs: Any) -> None:
+        """Create or restore the agent, then record it as synced (it matches what is stored).
+
+        Without the baseline, Strands' first sync of every new manager rewrites the agent's
+        unchanged state: one wasted write per request in a web app that resumes per request.
+        """
+        super().initialize(agent, **kwargs)
+        with agent_already_stored():
+            super().sync_agent(agent)
 
     def append_message(self, message: Message, agent: LocalAgent, **kwargs: Any) -> None:
         """Persist a message; assistant messages carry their model call's metrics in the same write.

@@ -76,6 +76,21 @@ AGENT_FIELDS = ("agent_id", "state", "conversation_manager_state", "internal_sta
 _extra_message_fields: ContextVar[Mapping[str, Any]] = ContextVar(
     "mongodb_session_manager_extra_message_fields", default=MappingProxyType({})
 )
+_agent_already_stored: ContextVar[bool] = ContextVar("mongodb_session_manager_agent_already_stored", default=False)
+
+
+@contextmanager
+def agent_already_stored() -> Iterator[None]:
+    """Inside this block ``update_agent`` writes nothing: the caller knows the stored agent is current.
+
+    The session manager uses it right after an agent was created or restored, so that Strands
+    records its sync baseline without rewriting what was just read or written.
+    """
+    token = _agent_already_stored.set(True)
+    try:
+        yield
+    finally:
+        _agent_already_stored.reset(token)
 
 
 @dataclass(frozen=True)
@@ -227,6 +242,8 @@ class MongoDBSessionRepository(SessionRepository):
         """Replace the agent's state, conversation-manager state and internal state."""
         validate_session_id(session_id)
         agent_id = validate_field_name(session_agent.agent_id, "agent_id")
+        if _agent_already_stored.get():
+            return
         moment = now()
         fields = encoded(agent_state_fields(session_agent))
         path = f"agents.{agent_id}"
