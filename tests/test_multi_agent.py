@@ -198,7 +198,7 @@ def test_crashed_swarm_is_stored_and_resumes_at_the_handoff_target(
     assert (state["status"], state["node_history"], state["current_task"]) == ("completed", ["a"], "another task")
 
 
-def test_resuming_a_swarm_reads_its_state_from_the_session_read(
+def test_resuming_a_swarm_costs_the_session_read_and_one_state_read(
     new_manager: NewManager,
     counting_client: tuple[MongoClient[dict[str, Any]], CommandCounter],
 ) -> None:
@@ -209,8 +209,8 @@ def test_resuming_a_swarm_reads_its_state_from_the_session_read(
     manager = new_manager("counted", client=client)
     swarm = build_swarm(manager, ScriptedModel([]), ScriptedModel([]))
 
-    # read_session's single aggregate serves read_multi_agent too: no find, and no write on restore.
-    assert counter.names(excluding={*HANDSHAKE_COMMANDS, "createIndexes"}) == ["aggregate"]
+    # read_session's aggregate, then a fresh read of the multi-agent state; no write on restore.
+    assert counter.names(excluding={*HANDSHAKE_COMMANDS, "createIndexes"}) == ["aggregate", "find"]
     assert swarm.state.completion_status == Status.EXECUTING
     assert [node.node_id for node in swarm.state.node_history] == ["a"]
 
@@ -314,24 +314,14 @@ def test_invalid_multi_agent_id_raises_and_writes_nothing(
     assert after["multi_agents"] == {}
 
 
-# -- Known bug --------------------------------------------------------------------------------
+# -- Freshness --------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
     "backend",
     [
         "file",
-        pytest.param(
-            "mongodb",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason=(
-                    "library bug: read_multi_agent is answered from the read_session snapshot "
-                    "(_resume.py ResumeSnapshots.multi_agent) for as long as this repository has not written, "
-                    "so a Graph/Swarm built later restores state another writer has since replaced"
-                ),
-            ),
-        ),
+        "mongodb",
     ],
 )
 def test_swarm_built_later_restores_the_current_state_not_the_one_seen_at_manager_creation(

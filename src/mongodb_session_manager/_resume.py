@@ -5,8 +5,11 @@ When Strands resumes a session it calls ``read_session``, then ``read_agent`` an
 ``read_session`` fetches the session document once, with each agent's messages already sliced
 from its stored offset, and keeps it here so those follow-up reads cost no round trip.
 
-A snapshot is only a stand-in for reads of the same initialisation: it is dropped as soon as
-this repository writes to the session, and each agent's messages are handed out once.
+A snapshot only stands in for the reads of that same initialisation: each agent is answered
+once (``read_agent``, then ``list_messages``), and the whole snapshot is dropped as soon as
+this repository writes to the session. Multi-agent state is not kept: a Graph or Swarm is
+often built well after its manager, and its state has no conflict check on write, so it is
+always read fresh.
 """
 
 import threading
@@ -21,11 +24,10 @@ MAX_SNAPSHOTS = 64
 
 @dataclass
 class ResumeSnapshot:
-    """One session document as read by ``read_session``, with messages sliced per agent."""
+    """The agents of one session document as read by ``read_session``, messages sliced per agent."""
 
     agents: dict[str, Document]
-    multi_agents: dict[str, Document]
-    served_messages: set[str] = field(default_factory=set)
+    answered: set[str] = field(default_factory=set)
 
 
 class ResumeSnapshots:
@@ -38,10 +40,7 @@ class ResumeSnapshots:
 
     def keep(self, session_id: str, document: Document) -> None:
         """Keep the freshly read document of ``session_id``, replacing any older one."""
-        snapshot = ResumeSnapshot(
-            agents=dict(document.get("agents") or {}),
-            multi_agents=dict(document.get("multi_agents") or {}),
-        )
+        snapshot = ResumeSnapshot(agents=dict(document.get("agents") or {}))
         with self._lock:
             self._snapshots[session_id] = snapshot
             self._snapshots.move_to_end(session_id)
@@ -54,31 +53,23 @@ class ResumeSnapshots:
             self._snapshots.pop(session_id, None)
 
     def agent(self, session_id: str, agent_id: str) -> tuple[bool, Document | None]:
-        """``(True, entry or None)`` if a snapshot can answer for this agent, else ``(False, None)``."""
+        """Answer ``read_agent`` once: ``(True, entry or None)``, or ``(False, None)`` to read the database."""
         with self._lock:
             snapshot = self._snapshots.get(session_id)
-            if snapshot is None or agent_id in snapshot.served_messages:
+            if snapshot is None or agent_id in snapshot.answered:
                 return False, None
+            snapshot.answered.add(agent_id)
             return True, snapshot.agents.get(agent_id)
 
-    def multi_agent(self, session_id: str, multi_agent_id: str) -> tuple[bool, Document | None]:
-        """``(True, entry or None)`` if a snapshot can answer for this multi-agent, else ``(False, None)``."""
-        with self._lock:
-            snapshot = self._snapshots.get(session_id)
-            if snapshot is None:
-                return False, None
-            return True, snapshot.multi_agents.get(multi_agent_id)
-
     def take_messages(self, session_id: str, agent_id: str, offset: int) -> list[Document] | None:
-        """Hand out the agent's sliced messages once, if they were sliced from ``offset``."""
+        """Hand out, once, the messages of an agent answered above, if they were sliced from ``offset``."""
         with self._lock:
             snapshot = self._snapshots.get(session_id)
-            if snapshot is None or agent_id in snapshot.served_messages:
+            if snapshot is None or agent_id not in snapshot.answered:
                 return None
-            entry = snapshot.agents.get(agent_id)
+            entry = snapshot.agents.pop(agent_id, None)
             if entry is None or entry.get("messages_offset") != offset:
                 return None
-            snapshot.served_messages.add(agent_id)
             messages: list[Any] = entry.get("messages") or []
             return messages
 

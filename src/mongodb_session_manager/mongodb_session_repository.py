@@ -384,11 +384,9 @@ class MongoDBSessionRepository(SessionRepository):
         """Read the multi-agent's serialized state, or None if it was never stored."""
         validate_session_id(session_id)
         validate_field_name(multi_agent_id, "multi_agent_id")
-        answered, entry = self._snapshots.multi_agent(session_id, multi_agent_id)
-        if not answered:
-            path = f"multi_agents.{multi_agent_id}"
-            document = self._collection.find_one({"_id": session_id}, {f"{path}.state": 1})
-            entry = ((document or {}).get("multi_agents") or {}).get(multi_agent_id)
+        path = f"multi_agents.{multi_agent_id}"
+        document = self._collection.find_one({"_id": session_id}, {f"{path}.state": 1})
+        entry = ((document or {}).get("multi_agents") or {}).get(multi_agent_id)
         state: dict[str, Any] | None = entry.get("state") if entry else None
         return state
 
