@@ -9,7 +9,7 @@ from scripted_model import Reply, ScriptedModel, ToolCall
 from strands import Agent, tool
 from strands.agent.conversation_manager import SlidingWindowConversationManager
 
-from mongodb_session_manager import MongoDBSessionManager
+from mongodb_session_manager import MongoDBSessionManager, MongoDBSessionRepository
 
 Db = Database[dict[str, Any]]
 NewManager = Callable[..., MongoDBSessionManager]
@@ -135,7 +135,7 @@ def test_several_agents_keep_separate_histories(new_manager: NewManager, mongo_d
 
 
 def test_sliding_window_resumes_from_its_offset(
-    counting_client: tuple[Any, CommandCounter], new_manager: NewManager, mongo_db: Db
+    counting_client: tuple[Any, CommandCounter], new_manager: NewManager, mongo_db: Db, database_name: str
 ) -> None:
     def window() -> SlidingWindowConversationManager:
         return SlidingWindowConversationManager(window_size=4, should_truncate_results=False)
@@ -153,6 +153,8 @@ def test_sliding_window_resumes_from_its_offset(
     assert removed == 8
 
     client, counter = counting_client
+    MongoDBSessionRepository(client=client, database_name=database_name)  # index set-up, outside the count
+    counter.reset()
     manager = new_manager("s1", client=client)
     resumed = Agent(
         model=ScriptedModel.echo(), session_manager=manager, conversation_manager=window(), callback_handler=None

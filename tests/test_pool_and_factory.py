@@ -21,7 +21,7 @@ import pytest
 from command_counter import CommandCounter
 from pymongo import MongoClient, monitoring
 from pymongo.database import Database
-from pymongo.errors import InvalidOperation
+from pymongo.errors import ConfigurationError, InvalidOperation
 from scripted_model import ScriptedModel
 from strands import Agent
 
@@ -129,21 +129,21 @@ def test_acquire_from_16_threads_shares_one_client_and_last_release_closes_it(
 
     collection = client[database_name]["items"]
     for i in range(15):
-        MongoDBConnectionPool.release()
+        MongoDBConnectionPool.release(client)
         assert MongoDBConnectionPool.is_open()
         assert stats()["users"] == 16 - (i + 1)
         assert MongoDBConnectionPool.get_client() is client
         collection.insert_one({"_id": i})
     assert collection.count_documents({}) == 15
 
-    MongoDBConnectionPool.release()
+    MongoDBConnectionPool.release(client)
 
     assert not MongoDBConnectionPool.is_open()
     assert MongoDBConnectionPool.get_client() is None
     assert stats() == {"open": False}
     with pytest.raises(InvalidOperation):
         collection.find_one({"_id": 0})
-    MongoDBConnectionPool.release()  # a release with nothing open is a no-op
+    MongoDBConnectionPool.release(client)  # a release with nothing open is a no-op
     assert not MongoDBConnectionPool.is_open()
 
 
@@ -200,7 +200,7 @@ def test_pool_stats_report_real_connection_figures(mongodb_uri: str, database_na
     assert figures["connections"]["in_use"] == 0
     assert figures["connections"]["open"] == figures["connections"]["created"] - figures["connections"]["closed"]
     assert figures["connections"]["idle"] == figures["connections"]["open"]
-    assert figures["checkouts"]["total"] >= operations + 1  # + count_documents
+    assert figures["checkouts"]["total"] >= operations
     assert figures["checkouts"]["failed"] == 0
     assert figures["checkouts"]["waiting"] == 0
 
@@ -306,6 +306,10 @@ def test_pooled_factory_uses_the_shared_pool(mongodb_uri: str, database_name: st
 def test_twenty_managers_cost_only_session_reads_and_creations(
     counting_client: tuple[Client, CommandCounter], database_name: str
 ) -> None:
+    # The index cache entry may belong to an equal, dead client from an earlier test (see
+    # test_index_cache_belongs_to_each_client): collect those first, or one may die mid-test and a
+    # manager would re-send createIndexes.
+    gc.collect()
     client, counter = counting_client
     factory = MongoDBSessionManagerFactory(client=client, database_name=database_name)
     assert counter.names() == ["createIndexes"]
@@ -358,7 +362,7 @@ def test_pooled_managers_reuse_connections(mongodb_uri: str, mongo_db: Database[
 def test_indexes_are_created_once_per_database_and_collection(
     counting_client: tuple[Client, CommandCounter], database_name: str
 ) -> None:
-    gc.collect()  # no dying client may take the index cache entry with it during this test
+    gc.collect()  # as above: no dying client may take the index cache entry with it during this test
     client, counter = counting_client
     db = client[database_name]
 
@@ -372,12 +376,17 @@ def test_indexes_are_created_once_per_database_and_collection(
     MongoDBSessionManagerFactory(client=client, database_name=database_name, collection_name="other")
     assert counter.count("createIndexes") == 2
 
-    # Many threads racing on a fresh collection still send one command.
+    # Threads racing on a fresh collection may each send it (the server treats repeats as no-ops, and
+    # _indexes.py holds no lock across the round trip), but none fails and none is sent afterwards.
     run_in_threads(
         8, lambda _: MongoDBSessionRepository(client=client, database_name=database_name, collection_name="raced")
     )
-    assert counter.count("createIndexes") == 3
-    assert [c.name for c in counter.commands() if c.name == "createIndexes" and not c.failed] == ["createIndexes"] * 3
+    raced = counter.count("createIndexes") - 2
+    assert 1 <= raced <= 8
+    assert not any(c.failed for c in counter.commands())
+    MongoDBSessionRepository(client=client, database_name=database_name, collection_name="raced")
+    MongoDBSessionManagerFactory(client=client, database_name=database_name, collection_name="raced")
+    assert counter.count("createIndexes") == 2 + raced
 
     for name in ("sessions", "other", "raced"):
         indexes = db[name].index_information()
@@ -575,42 +584,40 @@ def test_create_mongodb_session_manager_owns_its_client(
         manager.repository.collection.find_one({"_id": "own"})
 
 
-# -- library defects (strict xfail: each turns into a failure once the library is fixed) -----------------
+# -- regressions: defects found in the pool and index cache -------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG mongodb_connection_pool.py acquire(): _shared is published before open_client() succeeds",
-)
-def test_failed_acquire_does_not_poison_the_pool(mongodb_uri: str) -> None:
-    with pytest.raises(Exception, match="Unknown option"):
+def test_failed_acquire_does_not_poison_the_pool(mongodb_uri: str, database_name: str) -> None:
+    # Was: acquire() published the shared entry before MongoClient() ran, so a refused option left the
+    # pool "open" with no client, and every later acquire raised ConnectionPoolConflictError.
+    with pytest.raises(ConfigurationError, match="Unknown option"):
         MongoDBConnectionPool.acquire(mongodb_uri, maxPoolSizee=10)  # a typo: pymongo refuses the option
+    with pytest.raises(ConfigurationError, match="Unknown option"):
+        MongoDBSessionManagerFactory(connection_string=mongodb_uri, database_name=database_name, maxPoolSizee=10)
+    assert not MongoDBConnectionPool.is_open()
+    assert stats() == {"open": False}
 
-    failures = []
-    if MongoDBConnectionPool.is_open():
-        failures.append(f"pool reported open after a failed acquire: {stats()}")
-    try:
-        client = MongoDBConnectionPool.acquire(mongodb_uri, maxPoolSize=10)
-        assert client.admin.command("ping")["ok"] == 1
-    except ConnectionPoolConflictError as error:
-        failures.append(f"corrected acquire refused: {error}")
-    assert not failures, failures
+    factory = MongoDBSessionManagerFactory(connection_string=mongodb_uri, database_name=database_name, maxPoolSize=10)
+    assert stats()["users"] == 1
+    assert factory.client.admin.command("ping")["ok"] == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG mongodb_connection_pool.py release(): a stale holder's release closes a client it never acquired",
-)
 def test_release_by_a_holder_of_a_force_closed_client_spares_the_new_one(mongodb_uri: str, database_name: str) -> None:
     stale = MongoDBSessionManagerFactory(connection_string=mongodb_uri, database_name=database_name)
     MongoDBConnectionPool.close()  # e.g. a shutdown hook, documented as "whatever its users"
     current = MongoDBSessionManagerFactory(connection_string=mongodb_uri, database_name=database_name)
     client = current.client
 
-    stale.close()  # releases a client that is already gone...
+    # Was: release() decremented whatever client was shared, so this closed the one `current` holds.
+    stale.close()
 
-    assert MongoDBConnectionPool.is_open(), "...and closed the client 'current' acquired"
+    assert MongoDBConnectionPool.is_open()
+    assert stats()["users"] == 1
     assert client.admin.command("ping")["ok"] == 1
+    with pytest.raises(MongoDBSessionError):
+        stale.create_session_manager("x")
+    current.close()
+    assert not MongoDBConnectionPool.is_open()
 
 
 class _BlockCreateIndexes(monitoring.CommandListener):
@@ -634,10 +641,6 @@ class _BlockCreateIndexes(monitoring.CommandListener):
 
 @pytest.mark.skipif(not hasattr(os, "fork") or sys.platform == "darwin", reason="needs os.fork()")
 @pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning", "ignore::RuntimeWarning")
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG _indexes.py: module _lock is held across a network round trip and not reset after fork()",
-)
 def test_fork_while_another_thread_creates_indexes_does_not_deadlock_the_child(
     mongodb_uri: str, database_name: str
 ) -> None:
@@ -650,11 +653,14 @@ def test_fork_while_another_thread_creates_indexes_does_not_deadlock_the_child(
     )
     thread.start()
     try:
-        assert blocker.entered.wait(timeout=30)  # that thread now holds the index lock, mid-command
+        # That thread is now mid-createIndexes. Was: _indexes.py held its module lock across the round
+        # trip and never reset it after fork(), so the child hung forever on its first manager.
+        assert blocker.entered.wait(timeout=30)
 
         def in_child() -> None:
-            signal.alarm(5)  # a deadlocked child dies of SIGALRM
+            signal.alarm(3)  # a deadlocked child dies of SIGALRM
             factory.create_session_manager("child")  # ensure_session_indexes takes the index lock
+            MongoDBSessionRepository(client=factory.client, database_name=database_name, collection_name="fresh")
 
         pid = os.fork()
         if pid == 0:  # pragma: no cover - runs in the child
@@ -667,24 +673,56 @@ def test_fork_while_another_thread_creates_indexes_does_not_deadlock_the_child(
     assert exit_code == 0, f"child exit code {exit_code} (-{int(signal.SIGALRM)} = deadlocked, killed by SIGALRM)"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG _indexes.py: the cache is a WeakKeyDictionary keyed by MongoClient, which compares by seed list",
-)
 def test_index_cache_belongs_to_each_client(
     mongodb_uri: str, counting_client: tuple[Client, CommandCounter], database_name: str
 ) -> None:
+    # Was: a WeakKeyDictionary keyed by MongoClient, which compares (and hashes) by seed list, so every
+    # client to the same server shared one entry, owned by whichever client came first; when that one
+    # was collected the entry vanished and live clients re-sent createIndexes (seen as a stray
+    # createIndexes among a factory's managers in test_twenty_managers_cost_only_session_reads_and_creations).
     gc.collect()
     client, counter = counting_client
-    other = new_client(mongodb_uri)  # a distinct client to the same server: equal to `client` for pymongo
+    other = new_client(mongodb_uri)  # a distinct client to the same server: `other == client` for pymongo
+    assert other == client
     MongoDBSessionRepository(client=other, database_name=database_name)
     MongoDBSessionRepository(client=client, database_name=database_name)
-    sent_before = counter.count("createIndexes")  # 0: `other`'s entry answered for `client`
+    sent_on_first_use = counter.count("createIndexes")
 
     other.close()
     del other
-    gc.collect()  # `other` dies, and takes the cache entry `client` was relying on with it
+    gc.collect()
     MongoDBSessionRepository(client=client, database_name=database_name)
 
     # Once per (client, database, collection): `client` sends it on first use and never again.
-    assert (sent_before, counter.count("createIndexes")) == (1, 1)
+    assert (sent_on_first_use, counter.count("createIndexes")) == (1, 1)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork()")
+@pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning", "ignore::RuntimeWarning")
+def test_acquire_in_a_forked_child_returns_the_childs_own_client(mongodb_uri: str, database_name: str) -> None:
+    parent_client = MongoDBConnectionPool.acquire(mongodb_uri, maxPoolSize=5)
+    parent_client[database_name]["items"].insert_one({"_id": "parent"})
+
+    def in_child() -> None:
+        acquired = MongoDBConnectionPool.acquire(mongodb_uri, maxPoolSize=5)
+        acquired[database_name]["items"].insert_one({"_id": "child"})
+        # The client the pool measures, closes and hands to factories is the child's own ...
+        own = MongoDBConnectionPool.get_client()
+        assert own is not parent_client
+        # ... so an acquirer must get that one: the parent's copy is a second, unmeasured client
+        # that close() never closes.
+        assert acquired is own, "acquire() returned the parent's client"
+        assert stats()["checkouts"]["total"] >= 1
+
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        child_main(in_child)
+    assert wait_for_child(pid) == 0, "the child failed; its traceback is in the captured stderr"
+
+
+def test_option_names_are_matched_case_insensitively_like_pymongo(mongodb_uri: str) -> None:
+    client = MongoDBConnectionPool.acquire(mongodb_uri, maxpoolsize=7)
+    assert stats()["settings"]["maxPoolSize"] == 7
+    assert client.options.pool_options.max_pool_size == 7
+    assert MongoDBConnectionPool.acquire(mongodb_uri, maxPoolSize=7) is client
+    assert stats()["users"] == 2

@@ -1,6 +1,12 @@
-"""Index creation, done once per (client, database, collection) in a process."""
+"""Index creation, done once per (client, database, collection) in a process.
+
+The bookkeeping lock is never held across a network round trip, and a forked child starts
+with a fresh one. Two threads that race on the very first use may both send ``createIndexes``,
+which the server treats as a no-op for indexes that already exist.
+"""
 
 import logging
+import os
 import threading
 import weakref
 from typing import Any
@@ -16,7 +22,21 @@ SESSION_INDEXES = (
 )
 
 _lock = threading.Lock()
-_done: "weakref.WeakKeyDictionary[MongoClient[Any], set[tuple[str, str]]]" = weakref.WeakKeyDictionary()
+_done: dict[int, set[tuple[str, str]]] = {}
+"""Collections indexed so far, keyed by ``id()`` of the client (forgotten when it is collected)."""
+
+
+def _forget(client_id: int) -> None:
+    with _lock:
+        _done.pop(client_id, None)
+
+
+def _remember(client: MongoClient[Any], key: tuple[str, str]) -> None:
+    with _lock:
+        if id(client) not in _done:
+            _done[id(client)] = set()
+            weakref.finalize(client, _forget, id(client))
+        _done[id(client)].add(key)
 
 
 def ensure_session_indexes(collection: Collection[Any]) -> None:
@@ -24,8 +44,16 @@ def ensure_session_indexes(collection: Collection[Any]) -> None:
     client = collection.database.client
     key = (collection.database.name, collection.name)
     with _lock:
-        if key in _done.get(client, ()):
+        if key in _done.get(id(client), ()):
             return
-        collection.create_indexes(list(SESSION_INDEXES))
-        _done.setdefault(client, set()).add(key)
+    collection.create_indexes(list(SESSION_INDEXES))
+    _remember(client, key)
     logger.debug("created session indexes on %s.%s", *key)
+
+
+def _reset_after_fork() -> None:
+    global _lock
+    _lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)

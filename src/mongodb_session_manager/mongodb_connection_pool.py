@@ -8,6 +8,8 @@ handshake plus server discovery. This module keeps one per process:
   raise :class:`ConnectionPoolConflictError`: the open client is never closed or replaced
   under the users that hold it.
 * :meth:`MongoDBConnectionPool.release` drops one user; the last release closes the client.
+  A release of a client that is no longer the shared one (it was force-closed with
+  :meth:`MongoDBConnectionPool.close` and re-opened since) does nothing.
 * After ``os.fork()`` the child drops the parent's client (sockets cannot be shared across
   processes) and lazily opens its own with the same settings.
 """
@@ -16,7 +18,7 @@ import logging
 import os
 import threading
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from pymongo import MongoClient
@@ -49,6 +51,12 @@ DEFAULT_POOL_SETTINGS: dict[str, Any] = {
     "connectTimeoutMS": 5_000,
     "retryWrites": True,
 }
+
+
+def _canonical_names(settings: dict[str, Any]) -> dict[str, Any]:
+    """Spell the default options as the defaults do (pymongo option names are case-insensitive)."""
+    canonical = {name.lower(): name for name in DEFAULT_POOL_SETTINGS}
+    return {canonical.get(name.lower(), name): value for name, value in settings.items()}
 
 
 class _PoolEventCounter(ConnectionPoolListener):
@@ -104,11 +112,24 @@ class _PoolEventCounter(ConnectionPoolListener):
 class _SharedClient:
     connection_string: str
     settings: dict[str, Any]
+    acquired: MongoClient[Any]
+    """The client first opened; it still identifies its acquirers in a forked child."""
+    events: _PoolEventCounter
     users: int = 1
-    events: _PoolEventCounter = field(default_factory=_PoolEventCounter)
     client: MongoClient[Any] | None = None
+    """The client in use in this process; None in a forked child until it is first needed."""
 
-    def open_client(self) -> MongoClient[Any]:
+    @classmethod
+    def open(cls, connection_string: str, settings: dict[str, Any]) -> "_SharedClient":
+        events = _PoolEventCounter()
+        client = create_client(connection_string, event_listeners=[events], **settings)
+        return cls(connection_string, settings, acquired=client, events=events, client=client)
+
+    def handed_out(self, client: MongoClient[Any]) -> bool:
+        """Whether ``client`` came from this shared client's :meth:`MongoDBConnectionPool.acquire`."""
+        return client is self.acquired or client is self.client
+
+    def current_client(self) -> MongoClient[Any]:
         if self.client is None:
             self.client = create_client(self.connection_string, event_listeners=[self.events], **self.settings)
         return self.client
@@ -130,27 +151,30 @@ class MongoDBConnectionPool:
 
         Raises :class:`ConnectionPoolConflictError` if it is already open with other settings.
         """
-        wanted = {**DEFAULT_POOL_SETTINGS, **settings}
+        wanted = {**DEFAULT_POOL_SETTINGS, **_canonical_names(settings)}
         with cls._lock:
             shared = cls._shared
             if shared is None:
-                shared = cls._shared = _SharedClient(connection_string, wanted)
-                logger.info("opening shared MongoDB client (maxPoolSize=%s)", wanted["maxPoolSize"])
-            elif (shared.connection_string, shared.settings) != (connection_string, wanted):
+                cls._shared = _SharedClient.open(connection_string, wanted)
+                logger.info("opened shared MongoDB client (maxPoolSize=%s)", wanted["maxPoolSize"])
+                return cls._shared.acquired
+            if (shared.connection_string, shared.settings) != (connection_string, wanted):
                 raise ConnectionPoolConflictError(
                     "the shared MongoDB client is already open with other settings; release it everywhere "
                     "(or call MongoDBConnectionPool.close()) before opening it with new ones"
                 )
-            else:
-                shared.users += 1
-            return shared.open_client()
+            shared.users += 1
+            return shared.current_client()
 
     @classmethod
-    def release(cls) -> None:
-        """Drop one user of the shared client; the last one closes it. A no-op when it is not open."""
+    def release(cls, client: MongoClient[Any]) -> None:
+        """Drop one user of ``client`` (as returned by :meth:`acquire`); the last one closes it.
+
+        A no-op when ``client`` is not the shared client any more (or none is open).
+        """
         with cls._lock:
             shared = cls._shared
-            if shared is None:
+            if shared is None or not shared.handed_out(client):
                 return
             shared.users -= 1
             if shared.users > 0:
@@ -172,7 +196,19 @@ class MongoDBConnectionPool:
     def get_client(cls) -> MongoClient[Any] | None:
         """The shared client, or None if it is not open (a forked child gets its own here)."""
         with cls._lock:
-            return cls._shared.open_client() if cls._shared is not None else None
+            return cls._shared.current_client() if cls._shared is not None else None
+
+    @classmethod
+    def client_in_this_process(cls, acquired: MongoClient[Any]) -> MongoClient[Any] | None:
+        """The client to use now for one returned by :meth:`acquire` (after a fork, the child's own).
+
+        None if ``acquired`` is no longer the shared client (it was released or force-closed).
+        """
+        with cls._lock:
+            shared = cls._shared
+            if shared is None or not shared.handed_out(acquired):
+                return None
+            return shared.current_client()
 
     @classmethod
     def is_open(cls) -> bool:

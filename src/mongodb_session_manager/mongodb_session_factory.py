@@ -37,11 +37,12 @@ class MongoDBSessionManagerFactory:
         **client_kwargs: Any,
     ) -> None:
         """Acquire (or borrow) the client and ensure the session indexes."""
+        self._borrowed_client: MongoClient[Any] | None = None
+        self._pooled_client: MongoClient[Any] | None = None
         if client is None:
             if connection_string is None:
                 raise ValueError("pass either connection_string or client")
-            client = MongoDBConnectionPool.acquire(connection_string, **client_kwargs)
-            self._borrowed_client: MongoClient[Any] | None = None
+            client = self._pooled_client = MongoDBConnectionPool.acquire(connection_string, **client_kwargs)
         elif client_kwargs or connection_string is not None:
             raise ValueError("connection_string and client options only apply when no client is given")
         else:
@@ -64,7 +65,8 @@ class MongoDBSessionManagerFactory:
             raise MongoDBSessionError("this factory is closed")
         if self._borrowed_client is not None:
             return self._borrowed_client
-        client = MongoDBConnectionPool.get_client()
+        assert self._pooled_client is not None
+        client = MongoDBConnectionPool.client_in_this_process(self._pooled_client)
         if client is None:
             raise MongoDBSessionError("the shared connection pool was closed under this factory")
         return client
@@ -99,8 +101,8 @@ class MongoDBSessionManagerFactory:
             if self._closed:
                 return
             self._closed = True
-        if self._borrowed_client is None:
-            MongoDBConnectionPool.release()
+        if self._pooled_client is not None:
+            MongoDBConnectionPool.release(self._pooled_client)
 
 
 _global_lock = threading.Lock()
