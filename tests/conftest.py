@@ -13,11 +13,12 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from command_counter import CommandCounter
 from pymongo import MongoClient
 from pymongo.database import Database
 
 from mongodb_session_manager import MongoDBSessionManager, MongoDBSessionRepository
+
+from command_counter import CommandCounter
 
 Client = MongoClient[dict[str, Any]]
 

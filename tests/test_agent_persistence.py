@@ -3,13 +3,14 @@
 from collections.abc import Callable
 from typing import Any
 
-from command_counter import CommandCounter
 from pymongo.database import Database
-from scripted_model import Reply, ScriptedModel, ToolCall
 from strands import Agent, tool
 from strands.agent.conversation_manager import SlidingWindowConversationManager
 
 from mongodb_session_manager import MongoDBSessionManager, MongoDBSessionRepository
+
+from command_counter import CommandCounter
+from scripted_model import Reply, ScriptedModel, ToolCall
 
 Db = Database[dict[str, Any]]
 NewManager = Callable[..., MongoDBSessionManager]

@@ -8,9 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from command_counter import CommandCounter
 from pymongo import MongoClient
-from scripted_model import ScriptedModel, ToolCall
 from strands import Agent, tool
 from strands.agent.conversation_manager import SlidingWindowConversationManager
 from strands.types.content import Message
@@ -18,6 +16,9 @@ from strands.types.session import SessionMessage
 
 from mongodb_session_manager import MongoDBSessionManager, MongoDBSessionRepository
 from mongodb_session_manager._documents import message_document, now
+
+from command_counter import CommandCounter
+from scripted_model import ScriptedModel, ToolCall
 
 READS = {"find", "aggregate", "getMore", "count", "countDocuments", "distinct"}
 Counting = tuple[MongoClient[dict[str, Any]], CommandCounter]

@@ -7,13 +7,14 @@ from typing import Any
 
 import pytest
 from pymongo.database import Database
-from scripted_model import ScriptedModel
 from strands import Agent
 from strands.types.session import Session, SessionAgent, SessionMessage, SessionType
 
 from mongodb_session_manager import MongoDBSessionManager, MongoDBSessionRepository
 from mongodb_session_manager.errors import SessionConflictError, SessionTooLargeError
 from mongodb_session_manager.mongodb_session_repository import MAX_DOCUMENT_BYTES
+
+from scripted_model import ScriptedModel
 
 Db = Database[dict[str, Any]]
 THREADS = 8

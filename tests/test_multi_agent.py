@@ -8,10 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from command_counter import HANDSHAKE_COMMANDS, CommandCounter
 from pymongo import MongoClient
 from pymongo.database import Database
-from scripted_model import Raise, ScriptedModel, ToolCall
 from strands import Agent
 from strands.hooks import BeforeNodeCallEvent, HookRegistry
 from strands.multiagent import GraphBuilder, Status, Swarm
@@ -22,6 +20,9 @@ from strands.types.session import Session, SessionType
 
 from mongodb_session_manager import MongoDBSessionManager, MongoDBSessionRepository
 from mongodb_session_manager.errors import InvalidIdentifierError, SessionNotFoundError
+
+from command_counter import HANDSHAKE_COMMANDS, CommandCounter
+from scripted_model import Raise, ScriptedModel, ToolCall
 
 NewManager = Callable[..., MongoDBSessionManager]
 

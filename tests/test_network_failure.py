@@ -16,11 +16,12 @@ from typing import Any
 import pytest
 from pymongo import MongoClient
 from pymongo.errors import PyMongoError
-from scripted_model import ScriptedModel
 from secantus import SecantusDBServer  # type: ignore[import-untyped]
 from strands import Agent
 
 from mongodb_session_manager import MongoDBSessionManager
+
+from scripted_model import ScriptedModel
 
 pytestmark = pytest.mark.skipif(
     bool(os.environ.get("MONGODB_URI")),

@@ -18,11 +18,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import pytest
-from command_counter import CommandCounter
 from pymongo import MongoClient, monitoring
 from pymongo.database import Database
 from pymongo.errors import ConfigurationError, InvalidOperation
-from scripted_model import ScriptedModel
 from strands import Agent
 
 from mongodb_session_manager import (
@@ -42,6 +40,9 @@ from mongodb_session_manager.errors import (
     FactoryNotInitializedError,
     MongoDBSessionError,
 )
+
+from command_counter import CommandCounter
+from scripted_model import ScriptedModel
 
 Client = MongoClient[dict[str, Any]]
 T = TypeVar("T")

@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from command_counter import CommandCounter
 from pydantic import BaseModel
 from pymongo import MongoClient
-from scripted_model import Raise, Reply, ScriptedModel, ScriptExhaustedError, ToolCall
 from strands import Agent, tool
+
+from command_counter import CommandCounter
+from scripted_model import Raise, Reply, ScriptedModel, ScriptExhaustedError, ToolCall
 
 
 class Point(BaseModel):

@@ -5,13 +5,14 @@ from typing import Any
 
 import pytest
 from pymongo.database import Database
-from scripted_model import ScriptedModel
 from strands import Agent
 from strands.types.session import Session, SessionAgent, SessionMessage, SessionType
 
 from mongodb_session_manager import MongoDBSessionManager, MongoDBSessionRepository
 from mongodb_session_manager.errors import InvalidIdentifierError
 from mongodb_session_manager.validation import MAX_IDENTIFIER_LENGTH
+
+from scripted_model import ScriptedModel
 
 Db = Database[dict[str, Any]]
 

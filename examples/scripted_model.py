@@ -1,4 +1,4 @@
-"""A deterministic, offline ``strands`` model for tests.
+"""A deterministic, offline ``strands`` model for the examples and the tests.
 
 ``ScriptedModel`` plays back a list of scripted turns, one per model call, as Bedrock
 ConverseStream-shaped events, so a real ``strands.Agent`` (and Graph / Swarm) can run
