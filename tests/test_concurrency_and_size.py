@@ -11,7 +11,7 @@ from strands import Agent
 from strands.types.session import Session, SessionAgent, SessionMessage, SessionType
 
 from mongodb_session_manager import MongoDBSessionManager, MongoDBSessionRepository
-from mongodb_session_manager.errors import SessionConflictError, SessionTooLargeError
+from mongodb_session_manager.errors import SessionConflictError, SessionTooLargeError, StaleAgentError
 from mongodb_session_manager.mongodb_session_repository import MAX_DOCUMENT_BYTES
 
 from scripted_model import ScriptedModel
@@ -84,7 +84,13 @@ def test_stale_manager_gets_a_conflict_and_changes_nothing(
     # ... the second writer of message 2 is refused with a typed error
     with pytest.raises(SessionConflictError, match="message 2"):
         right("from right")
+    # the loser is stale: it neither retries under a new id nor syncs its outdated state
+    with pytest.raises(StaleAgentError):
+        right("again from right")
     assert mongo_db["sessions"].find_one({"_id": "s1"}) == before
+    # a new Agent resumes what the winner stored
+    fresh = Agent(model=ScriptedModel([]), session_manager=new_manager("s1"), callback_handler=None)
+    assert [m["content"][0]["text"] for m in fresh.messages] == ["hello", "one", "from left", "left"]
 
 
 def test_concurrent_first_requests_for_a_new_session_all_succeed(

@@ -24,6 +24,13 @@ class SessionConflictError(MongoDBSessionError):
     """
 
 
+class StaleAgentError(MongoDBSessionError):
+    """The Agent missed a write (conflict, network failure, size limit): its memory differs from the store.
+
+    Nothing was written. Create a new Agent with the same session id to resume from what is stored.
+    """
+
+
 class SessionTooLargeError(MongoDBSessionError):
     """The write would push the session document past MongoDB's 16 MiB BSON limit.
 

@@ -9,7 +9,7 @@ from strands.session.repository_session_manager import RepositorySessionManager
 from strands.types.agent import LocalAgent
 from strands.types.content import Message
 
-from .errors import SessionConflictError
+from .errors import StaleAgentError
 from .metrics import assistant_message_metrics
 from .mongodb_session_repository import MongoDBSessionRepository, agent_already_stored
 from .validation import validate_session_id
@@ -65,21 +65,24 @@ class MongoDBSessionManager(RepositorySessionManager):
     def append_message(self, message: Message, agent: LocalAgent, **kwargs: Any) -> None:
         """Persist a message; assistant messages carry their model call's metrics in the same write.
 
-        If another writer already stored this message id, :class:`SessionConflictError` is raised
-        and the agent is marked stale: its later state syncs and redactions are not written, so
-        an outdated view cannot overwrite the other writer's data. Re-create the Agent to resume.
+        If the write fails (another writer already stored this message id, the server is
+        unreachable, the document is full), the error propagates and the Agent is marked stale:
+        its conversation in memory no longer matches the store. Its later appends raise
+        :class:`StaleAgentError` and its state is no longer synced, so it cannot leave a gap or
+        overwrite another writer's data. Create a new Agent with the same session id to resume.
         """
+        self._refuse_if_stale(agent)
         recorded = assistant_message_metrics(message, agent)
+        extra_fields = {"event_loop_metrics": recorded} if recorded is not None else {}
         try:
-            extra_fields = {"event_loop_metrics": recorded} if recorded is not None else {}
             with self.repository.annotate_messages(**extra_fields):
                 super().append_message(message, agent, **kwargs)
-        except SessionConflictError:
+        except Exception:
             self._stale_agent_ids.add(agent.agent_id)
             raise
 
     def sync_agent(self, agent: LocalAgent, **kwargs: Any) -> None:
-        """Persist the agent's state, unless a conflict showed that its view is outdated."""
+        """Persist the agent's state; skipped (with a warning) for a stale Agent."""
         if agent.agent_id in self._stale_agent_ids:
             logger.warning(
                 "session_id=<%s>, agent_id=<%s> | not syncing a stale agent; re-create it to resume",
@@ -90,13 +93,16 @@ class MongoDBSessionManager(RepositorySessionManager):
         super().sync_agent(agent, **kwargs)
 
     def redact_latest_message(self, redact_message: Message, agent: LocalAgent, **kwargs: Any) -> None:
-        """Rewrite the agent's latest message; refused for a stale agent (it may be another writer's)."""
-        if agent.agent_id in self._stale_agent_ids:
-            raise SessionConflictError(
-                f"agent {agent.agent_id!r} of session {self.session_id!r} is stale after a conflict; "
-                "its latest message may belong to another writer"
-            )
+        """Rewrite the agent's latest message; refused for a stale Agent (it may be another writer's)."""
+        self._refuse_if_stale(agent)
         super().redact_latest_message(redact_message, agent, **kwargs)
+
+    def _refuse_if_stale(self, agent: LocalAgent) -> None:
+        if agent.agent_id in self._stale_agent_ids:
+            raise StaleAgentError(
+                f"agent {agent.agent_id!r} of session {self.session_id!r} missed a write and no longer matches "
+                "what is stored; create a new Agent with this session id to resume"
+            )
 
     def get_metrics_summary(self) -> dict[str, Any]:
         """Token and latency totals of this session (see ``MongoDBSessionRepository.get_metrics_summary``)."""
