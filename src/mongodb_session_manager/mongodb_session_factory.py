@@ -11,6 +11,7 @@ from typing import Any
 
 from pymongo import MongoClient
 
+from ._client import open_or_borrow
 from ._indexes import ensure_session_indexes
 from .errors import FactoryAlreadyInitializedError, FactoryNotInitializedError, MongoDBSessionError
 from .mongodb_connection_pool import MongoDBConnectionPool
@@ -37,23 +38,16 @@ class MongoDBSessionManagerFactory:
         **client_kwargs: Any,
     ) -> None:
         """Acquire (or borrow) the client and ensure the session indexes."""
-        self._borrowed_client: MongoClient[Any] | None = None
-        self._pooled_client: MongoClient[Any] | None = None
-        if client is None:
-            if connection_string is None:
-                raise ValueError("pass either connection_string or client")
-            client = self._pooled_client = MongoDBConnectionPool.acquire(connection_string, **client_kwargs)
-        elif client_kwargs or connection_string is not None:
-            raise ValueError("connection_string and client options only apply when no client is given")
-        else:
-            self._borrowed_client = client
+        self._client, self._pooled = open_or_borrow(
+            connection_string, client, client_kwargs, MongoDBConnectionPool.acquire
+        )
         self.database_name = database_name
         self.collection_name = collection_name
         self._closed = False
         self._lock = threading.Lock()
         self._managers_created = 0
         try:
-            ensure_session_indexes(client[database_name][collection_name])
+            ensure_session_indexes(self._client[database_name][collection_name])
         except BaseException:
             self.close()
             raise
@@ -63,10 +57,9 @@ class MongoDBSessionManagerFactory:
         """The shared client (read on every call: after ``fork()`` the pool hands the child its own)."""
         if self._closed:
             raise MongoDBSessionError("this factory is closed")
-        if self._borrowed_client is not None:
-            return self._borrowed_client
-        assert self._pooled_client is not None
-        client = MongoDBConnectionPool.client_in_this_process(self._pooled_client)
+        if not self._pooled:
+            return self._client
+        client = MongoDBConnectionPool.client_in_this_process(self._client)
         if client is None:
             raise MongoDBSessionError("the shared connection pool was closed under this factory")
         return client
@@ -84,9 +77,7 @@ class MongoDBSessionManagerFactory:
         """Pool figures (for a pooled factory) plus how many managers this factory created."""
         with self._lock:
             managers_created = self._managers_created
-        pool = (
-            {"borrowed_client": True} if self._borrowed_client is not None else MongoDBConnectionPool.get_pool_stats()
-        )
+        pool = MongoDBConnectionPool.get_pool_stats() if self._pooled else {"borrowed_client": True}
         return {
             "closed": self._closed,
             "database_name": self.database_name,
@@ -101,8 +92,8 @@ class MongoDBSessionManagerFactory:
             if self._closed:
                 return
             self._closed = True
-        if self._pooled_client is not None:
-            MongoDBConnectionPool.release(self._pooled_client)
+        if self._pooled:
+            MongoDBConnectionPool.release(self._client)
 
 
 _global_lock = threading.Lock()

@@ -26,14 +26,15 @@ the right typed error.
 
 import logging
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from datetime import UTC
+from datetime import UTC, datetime
 from types import MappingProxyType, TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from bson.codec_options import CodecOptions
+from bson.raw_bson import RawBSONDocument
 from pymongo import MongoClient, ReturnDocument
 from pymongo.collection import Collection
 from pymongo.errors import DuplicateKeyError
@@ -41,7 +42,7 @@ from strands.session.session_repository import SessionRepository
 from strands.types.session import Session, SessionAgent, SessionMessage
 
 from . import metrics
-from ._client import create_client
+from ._client import create_client, open_or_borrow
 from ._documents import (
     Document,
     agent_from_document,
@@ -63,6 +64,7 @@ if TYPE_CHECKING:
     from strands.multiagent.base import MultiAgentBase
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
 """MongoDB's BSON document limit."""
@@ -80,17 +82,22 @@ _agent_already_stored: ContextVar[bool] = ContextVar("mongodb_session_manager_ag
 
 
 @contextmanager
-def agent_already_stored() -> Iterator[None]:
+def _scoped(variable: ContextVar[T], value: T) -> Iterator[None]:
+    """Set ``variable`` to ``value`` for the block (this thread or task only)."""
+    token = variable.set(value)
+    try:
+        yield
+    finally:
+        variable.reset(token)
+
+
+def agent_already_stored() -> AbstractContextManager[None]:
     """Inside this block ``update_agent`` writes nothing: the caller knows the stored agent is current.
 
     The session manager uses it right after an agent was created or restored, so that Strands
     records its sync baseline without rewriting what was just read or written.
     """
-    token = _agent_already_stored.set(True)
-    try:
-        yield
-    finally:
-        _agent_already_stored.reset(token)
+    return _scoped(_agent_already_stored, True)
 
 
 @dataclass(frozen=True)
@@ -98,9 +105,9 @@ class _Probe:
     """Why a conditional write was refused: the document as it is now."""
 
     size: int
-    has_agent: bool = False
+    has_entry: bool = False
+    """The agent or multi-agent addressed exists."""
     has_message: bool = False
-    has_multi_agent: bool = False
 
 
 class MongoDBSessionRepository(SessionRepository):
@@ -119,17 +126,8 @@ class MongoDBSessionRepository(SessionRepository):
         **client_kwargs: Any,
     ) -> None:
         """Connect (or borrow ``client``) and make sure the session indexes exist."""
-        if client is None:
-            if connection_string is None:
-                raise ValueError("pass either connection_string or client")
-            client = create_client(connection_string, **client_kwargs)
-            self._owns_client = True
-        elif client_kwargs or connection_string is not None:
-            raise ValueError("connection_string and client options only apply when no client is given")
-        else:
-            self._owns_client = False
-        self._client: MongoClient[Any] = client
-        self._collection: Collection[Document] = client[database_name].get_collection(
+        self._client, self._owns_client = open_or_borrow(connection_string, client, client_kwargs, create_client)
+        self._collection: Collection[Document] = self._client[database_name].get_collection(
             collection_name, codec_options=CodecOptions(tz_aware=True, tzinfo=UTC)
         )
         self._snapshots = ResumeSnapshots()
@@ -169,14 +167,9 @@ class MongoDBSessionRepository(SessionRepository):
         """Close the repository."""
         self.close()
 
-    @contextmanager
-    def annotate_messages(self, **fields: Any) -> Iterator[None]:
+    def annotate_messages(self, **fields: Any) -> AbstractContextManager[None]:
         """Store ``fields`` alongside every message created inside this block (same thread or task)."""
-        token = _extra_message_fields.set({**_extra_message_fields.get(), **fields})
-        try:
-            yield
-        finally:
-            _extra_message_fields.reset(token)
+        return _scoped(_extra_message_fields, {**_extra_message_fields.get(), **fields})
 
     # Sessions
 
@@ -217,15 +210,7 @@ class MongoDBSessionRepository(SessionRepository):
         agent_id = validate_field_name(session_agent.agent_id, "agent_id")
         moment = now()
         entry = encoded(new_agent_document(session_agent, moment))
-        path = f"agents.{agent_id}"
-        update = {"$set": {path: entry, "updated_at": moment}}
-        if self._write(session_id, {path: {"$exists": False}}, update, added_bytes=len(entry.raw)):
-            return
-        probe = self._probe(session_id, agent_id=agent_id)
-        if probe.has_agent:
-            logger.debug("session_id=<%s>, agent_id=<%s> | agent already exists", session_id, agent_id)
-            return
-        raise self._refusal(session_id, probe, len(entry.raw))
+        self._create_entry(session_id, f"agents.{agent_id}", entry, moment)
 
     def read_agent(self, session_id: str, agent_id: str, **kwargs: Any) -> SessionAgent | None:
         """Read the agent (without its messages), or None if the session or agent does not exist."""
@@ -244,22 +229,8 @@ class MongoDBSessionRepository(SessionRepository):
         agent_id = validate_field_name(session_agent.agent_id, "agent_id")
         if _agent_already_stored.get():
             return
-        moment = now()
         fields = encoded(agent_state_fields(session_agent))
-        path = f"agents.{agent_id}"
-        update = {
-            "$set": {
-                **{f"{path}.{name}": value for name, value in fields.items()},
-                f"{path}.updated_at": moment,
-                "updated_at": moment,
-            }
-        }
-        if self._write(session_id, {path: {"$exists": True}}, update, added_bytes=len(fields.raw)):
-            return
-        probe = self._probe(session_id, agent_id=agent_id)
-        if not probe.has_agent:
-            raise SessionNotFoundError(f"agent {agent_id!r} not found in session {session_id!r}")
-        raise self._refusal(session_id, probe, len(fields.raw))
+        self._update_entry(session_id, f"agents.{agent_id}", fields, f"agent {agent_id!r}")
 
     # Messages
 
@@ -275,8 +246,8 @@ class MongoDBSessionRepository(SessionRepository):
         update = {"$push": {f"{path}.messages": entry}, "$set": {"updated_at": moment}}
         if self._write(session_id, conditions, update, added_bytes=len(entry.raw)):
             return
-        probe = self._probe(session_id, agent_id=agent_id, message_id=message_id)
-        if not probe.has_agent:
+        probe = self._probe(session_id, entry_path=path, message_id=message_id)
+        if not probe.has_entry:
             raise SessionNotFoundError(f"agent {agent_id!r} not found in session {session_id!r}")
         if probe.has_message:
             raise SessionConflictError(
@@ -320,7 +291,7 @@ class MongoDBSessionRepository(SessionRepository):
         array_filters = [{"target.message_id": message_id}]
         if self._write(session_id, conditions, update, added_bytes=len(body.raw), array_filters=array_filters):
             return
-        probe = self._probe(session_id, agent_id=agent_id, message_id=message_id)
+        probe = self._probe(session_id, entry_path=f"agents.{agent_id}", message_id=message_id)
         if not probe.has_message:
             raise SessionNotFoundError(
                 f"message {message_id} of agent {agent_id!r} not found in session {session_id!r}"
@@ -370,15 +341,7 @@ class MongoDBSessionRepository(SessionRepository):
                 "updated_at": moment,
             }
         )
-        path = f"multi_agents.{multi_agent_id}"
-        update = {"$set": {path: entry, "updated_at": moment}}
-        if self._write(session_id, {path: {"$exists": False}}, update, added_bytes=len(entry.raw)):
-            return
-        probe = self._probe(session_id, multi_agent_id=multi_agent_id)
-        if probe.has_multi_agent:
-            logger.debug("session_id=<%s>, multi_agent_id=<%s> | already exists", session_id, multi_agent_id)
-            return
-        raise self._refusal(session_id, probe, len(entry.raw))
+        self._create_entry(session_id, f"multi_agents.{multi_agent_id}", entry, moment)
 
     def read_multi_agent(self, session_id: str, multi_agent_id: str, **kwargs: Any) -> dict[str, Any] | None:
         """Read the multi-agent's serialized state, or None if it was never stored."""
@@ -394,16 +357,8 @@ class MongoDBSessionRepository(SessionRepository):
         """Replace the multi-agent's stored state with its current ``serialize_state()``."""
         validate_session_id(session_id)
         multi_agent_id = validate_field_name(multi_agent.id, "multi_agent_id")
-        moment = now()
-        state = encoded(multi_agent.serialize_state())
-        path = f"multi_agents.{multi_agent_id}"
-        update = {"$set": {f"{path}.state": state, f"{path}.updated_at": moment, "updated_at": moment}}
-        if self._write(session_id, {path: {"$exists": True}}, update, added_bytes=len(state.raw)):
-            return
-        probe = self._probe(session_id, multi_agent_id=multi_agent_id)
-        if not probe.has_multi_agent:
-            raise SessionNotFoundError(f"multi-agent {multi_agent_id!r} not found in session {session_id!r}")
-        raise self._refusal(session_id, probe, len(state.raw))
+        fields = encoded({"state": multi_agent.serialize_state()})
+        self._update_entry(session_id, f"multi_agents.{multi_agent_id}", fields, f"multi-agent {multi_agent_id!r}")
 
     # Metadata and metrics
 
@@ -495,24 +450,40 @@ class MongoDBSessionRepository(SessionRepository):
             )
         return True
 
-    def _probe(
-        self,
-        session_id: str,
-        *,
-        agent_id: str | None = None,
-        message_id: int | None = None,
-        multi_agent_id: str | None = None,
-    ) -> _Probe:
-        """Read what a refused write needs explained; raise if the session itself is missing."""
+    def _create_entry(self, session_id: str, path: str, entry: RawBSONDocument, moment: datetime) -> None:
+        """Store ``entry`` at ``path`` (an agent or multi-agent) unless one is there: creation is idempotent."""
+        update = {"$set": {path: entry, "updated_at": moment}}
+        if self._write(session_id, {path: {"$exists": False}}, update, added_bytes=len(entry.raw)):
+            return
+        probe = self._probe(session_id, entry_path=path)
+        if probe.has_entry:
+            logger.debug("session_id=<%s> | %s already exists; left as it is", session_id, path)
+            return
+        raise self._refusal(session_id, probe, len(entry.raw))
+
+    def _update_entry(self, session_id: str, path: str, fields: RawBSONDocument, description: str) -> None:
+        """Set ``fields`` in the existing entry at ``path``; raise :class:`SessionNotFoundError` if there is none."""
+        moment = now()
+        values = {f"{path}.{name}": value for name, value in fields.items()}
+        update = {"$set": {**values, f"{path}.updated_at": moment, "updated_at": moment}}
+        if self._write(session_id, {path: {"$exists": True}}, update, added_bytes=len(fields.raw)):
+            return
+        probe = self._probe(session_id, entry_path=path)
+        if not probe.has_entry:
+            raise SessionNotFoundError(f"{description} not found in session {session_id!r}")
+        raise self._refusal(session_id, probe, len(fields.raw))
+
+    def _probe(self, session_id: str, *, entry_path: str | None = None, message_id: int | None = None) -> _Probe:
+        """Read what a refused write needs explained; raise if the session itself is missing.
+
+        ``entry_path`` addresses an agent or multi-agent; ``message_id`` a message of that agent.
+        """
         fields: Document = {"_id": 0, "size": {"$bsonSize": "$$ROOT"}}
-        if agent_id is not None:
-            fields["has_agent"] = {"$eq": [{"$type": f"$agents.{agent_id}"}, "object"]}
-            stored_ids = {
-                "$map": {"input": {"$ifNull": [f"$agents.{agent_id}.messages", []]}, "in": "$$this.message_id"}
-            }
-            fields["has_message"] = {"$in": [message_id, stored_ids]}
-        if multi_agent_id is not None:
-            fields["has_multi_agent"] = {"$eq": [{"$type": f"$multi_agents.{multi_agent_id}"}, "object"]}
+        if entry_path is not None:
+            fields["has_entry"] = {"$eq": [{"$type": f"${entry_path}"}, "object"]}
+        if entry_path is not None and message_id is not None:
+            messages = {"$ifNull": [f"${entry_path}.messages", []]}
+            fields["has_message"] = {"$in": [message_id, {"$map": {"input": messages, "in": "$$this.message_id"}}]}
         found = list(self._collection.aggregate([{"$match": {"_id": session_id}}, {"$project": fields}]))
         if not found:
             raise SessionNotFoundError(f"session {session_id!r} not found")
