@@ -1,13 +1,15 @@
 """A real ``strands.Agent`` persisting through ``MongoDBSessionManager`` and resuming from it."""
 
+import time
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from pymongo.database import Database
 from strands import Agent, tool
 from strands.agent.conversation_manager import SlidingWindowConversationManager
 
-from mongodb_session_manager import MongoDBSessionManager, MongoDBSessionRepository
+from mongodb_session_manager import MongoDBSessionManager, MongoDBSessionRepository, _resume
 
 from command_counter import CommandCounter
 from scripted_model import Reply, ScriptedModel, ToolCall
@@ -191,3 +193,33 @@ async def test_stream_async_persists_the_streamed_turn(new_manager: NewManager, 
     stored = stored_messages(mongo_db)
     assert texts([m["message"] for m in stored]) == ["stream please", "streamed answer"]
     assert stored[1]["event_loop_metrics"]["usage"]["outputTokens"] == 2
+
+
+def test_agent_built_long_after_its_manager_reads_the_current_conversation(
+    new_manager: NewManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_resume, "SNAPSHOT_TTL_SECONDS", 0.05)
+    Agent(model=ScriptedModel(["one"]), session_manager=new_manager("s1"), callback_handler=None)("first")
+    early = new_manager("s1")  # reads the session now ...
+    Agent(model=ScriptedModel(["two"]), session_manager=new_manager("s1"), callback_handler=None)("second")
+    time.sleep(0.1)
+    # ... but its Agent, built later, restores what is stored by then and carries on without a conflict
+    late = Agent(model=ScriptedModel(["three"]), session_manager=early, callback_handler=None)
+    assert texts(late.messages) == ["first", "one", "second", "two"]
+    late("third")
+    again = Agent(model=ScriptedModel([]), session_manager=new_manager("s1"), callback_handler=None)
+    assert texts(again.messages)[-2:] == ["third", "three"]
+
+
+def test_a_read_that_overlaps_a_write_is_not_kept() -> None:
+    snapshots = _resume.ResumeSnapshots()
+    document = {"agents": {"a": {"messages_offset": 0, "messages": [{"message_id": 0}]}}}
+    marker = snapshots.writes_so_far()
+    with snapshots.writing("s1"):
+        pass  # a write to the session lands while the read is in flight
+    snapshots.keep("s1", document, marker)
+    assert snapshots.agent("s1", "a") == (False, None)
+    snapshots.keep("s1", document, snapshots.writes_so_far())
+    assert snapshots.agent("s1", "a") == (True, document["agents"]["a"])
+    assert snapshots.take_messages("s1", "a", offset=0) == [{"message_id": 0}]
+    assert snapshots.take_messages("s1", "a", offset=0) is None  # handed out once

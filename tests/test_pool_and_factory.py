@@ -727,3 +727,12 @@ def test_option_names_are_matched_case_insensitively_like_pymongo(mongodb_uri: s
     assert client.options.pool_options.max_pool_size == 7
     assert MongoDBConnectionPool.acquire(mongodb_uri, maxPoolSize=7) is client
     assert stats()["users"] == 2
+
+
+def test_users_event_listeners_are_kept_beside_the_pools_own(mongodb_uri: str) -> None:
+    counter = CommandCounter()
+    client = MongoDBConnectionPool.acquire(mongodb_uri, event_listeners=[counter])
+    client.admin.command("ping")
+    client["t_listeners"]["c"].find_one()
+    assert counter.count("find") == 1
+    assert stats()["checkouts"]["total"] >= 1  # the library's pool counter still sees the traffic

@@ -154,3 +154,12 @@ def test_session_ids_may_contain_dots_and_dollars(repository: MongoDBSessionRepo
     session = repository.read_session("user.42$chat")
     assert session is not None
     assert session.session_id == "user.42$chat"
+
+
+@pytest.mark.parametrize("name", ["message_id", "message", "created_at", "a.b", "$set", ""], ids=repr)
+def test_message_annotations_cannot_replace_or_nest_fields(
+    name: str, repository: MongoDBSessionRepository, populated: dict[str, Any], mongo_db: Db
+) -> None:
+    with pytest.raises(InvalidIdentifierError, match="message annotation"):
+        repository.annotate_messages(**{name: 0})
+    assert_untouched(mongo_db, populated)

@@ -5,21 +5,29 @@ When Strands resumes a session it calls ``read_session``, then ``read_agent`` an
 ``read_session`` fetches the session document once, with each agent's messages already sliced
 from its stored offset, and keeps it here so those follow-up reads cost no round trip.
 
-A snapshot only stands in for the reads of that same initialisation: each agent is answered
-once (``read_agent``, then ``list_messages``), and the whole snapshot is dropped as soon as
-this repository writes to the session. Multi-agent state is not kept: a Graph or Swarm is
-often built well after its manager, and its state has no conflict check on write, so it is
-always read fresh.
+A snapshot only stands in for the reads of that same initialisation:
+
+* each agent is answered once (``read_agent``, then ``list_messages``);
+* it is discarded when this repository writes to the session (before and after the write, and a
+  read that overlapped a write is not kept);
+* it expires after :data:`SNAPSHOT_TTL_SECONDS`, so an Agent built long after its manager reads
+  the database afresh.
+
+Multi-agent state is not kept: it has no conflict check on write, so it is always read fresh.
 """
 
 import threading
+import time
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from ._documents import Document
 
 MAX_SNAPSHOTS = 64
+SNAPSHOT_TTL_SECONDS = 1.0
 
 
 @dataclass
@@ -27,6 +35,7 @@ class ResumeSnapshot:
     """The agents of one session document as read by ``read_session``, messages sliced per agent."""
 
     agents: dict[str, Document]
+    taken_at: float = field(default_factory=time.monotonic)
     answered: set[str] = field(default_factory=set)
 
 
@@ -37,25 +46,44 @@ class ResumeSnapshots:
         """Start empty."""
         self._lock = threading.Lock()
         self._snapshots: OrderedDict[str, ResumeSnapshot] = OrderedDict()
+        self._writes = 0
 
-    def keep(self, session_id: str, document: Document) -> None:
-        """Keep the freshly read document of ``session_id``, replacing any older one."""
+    def writes_so_far(self) -> int:
+        """A marker to take before reading; :meth:`keep` refuses the read if a write happened since."""
+        with self._lock:
+            return self._writes
+
+    def keep(self, session_id: str, document: Document, writes_before_read: int) -> None:
+        """Keep the freshly read document of ``session_id``, unless a write overlapped the read."""
         snapshot = ResumeSnapshot(agents=dict(document.get("agents") or {}))
         with self._lock:
+            if self._writes != writes_before_read:
+                self._snapshots.pop(session_id, None)
+                return
             self._snapshots[session_id] = snapshot
             self._snapshots.move_to_end(session_id)
             while len(self._snapshots) > MAX_SNAPSHOTS:
                 self._snapshots.popitem(last=False)
 
     def drop(self, session_id: str) -> None:
-        """Forget the snapshot of ``session_id`` (called on every write to it)."""
+        """Forget the snapshot of ``session_id``."""
         with self._lock:
+            self._writes += 1
             self._snapshots.pop(session_id, None)
+
+    @contextmanager
+    def writing(self, session_id: str) -> Iterator[None]:
+        """Wrap a write to ``session_id``: its snapshot is dropped before and after."""
+        self.drop(session_id)
+        try:
+            yield
+        finally:
+            self.drop(session_id)
 
     def agent(self, session_id: str, agent_id: str) -> tuple[bool, Document | None]:
         """Answer ``read_agent`` once: ``(True, entry or None)``, or ``(False, None)`` to read the database."""
         with self._lock:
-            snapshot = self._snapshots.get(session_id)
+            snapshot = self._fresh(session_id)
             if snapshot is None or agent_id in snapshot.answered:
                 return False, None
             snapshot.answered.add(agent_id)
@@ -64,7 +92,7 @@ class ResumeSnapshots:
     def take_messages(self, session_id: str, agent_id: str, offset: int) -> list[Document] | None:
         """Hand out, once, the messages of an agent answered above, if they were sliced from ``offset``."""
         with self._lock:
-            snapshot = self._snapshots.get(session_id)
+            snapshot = self._fresh(session_id)
             if snapshot is None or agent_id not in snapshot.answered:
                 return None
             entry = snapshot.agents.pop(agent_id, None)
@@ -72,6 +100,13 @@ class ResumeSnapshots:
                 return None
             messages: list[Any] = entry.get("messages") or []
             return messages
+
+    def _fresh(self, session_id: str) -> ResumeSnapshot | None:
+        snapshot = self._snapshots.get(session_id)
+        if snapshot is not None and time.monotonic() - snapshot.taken_at > SNAPSHOT_TTL_SECONDS:
+            del self._snapshots[session_id]
+            return None
+        return snapshot
 
 
 END_OF_ARRAY = 2**31 - 1

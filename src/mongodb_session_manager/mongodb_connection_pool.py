@@ -122,7 +122,7 @@ class _SharedClient:
     @classmethod
     def open(cls, connection_string: str, settings: dict[str, Any]) -> "_SharedClient":
         events = _PoolEventCounter()
-        client = create_client(connection_string, event_listeners=[events], **settings)
+        client = _open_client(connection_string, settings, events)
         return cls(connection_string, settings, acquired=client, events=events, client=client)
 
     def handed_out(self, client: MongoClient[Any]) -> bool:
@@ -131,8 +131,15 @@ class _SharedClient:
 
     def current_client(self) -> MongoClient[Any]:
         if self.client is None:
-            self.client = create_client(self.connection_string, event_listeners=[self.events], **self.settings)
+            self.client = _open_client(self.connection_string, self.settings, self.events)
         return self.client
+
+
+def _open_client(connection_string: str, settings: dict[str, Any], events: _PoolEventCounter) -> MongoClient[Any]:
+    """Open a client with ``settings``, the library's pool-event counter added to any listeners given."""
+    listeners = [events, *settings.get("event_listeners", ())]
+    options = {name: value for name, value in settings.items() if name != "event_listeners"}
+    return create_client(connection_string, event_listeners=listeners, **options)
 
 
 class MongoDBConnectionPool:

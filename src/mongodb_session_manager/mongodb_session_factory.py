@@ -96,6 +96,7 @@ class MongoDBSessionManagerFactory:
             MongoDBConnectionPool.release(self._client)
 
 
+_ALREADY_INITIALISED = "the global factory is already initialised; call close_global_factory() first"
 _global_lock = threading.Lock()
 _global_factory: MongoDBSessionManagerFactory | None = None
 
@@ -109,16 +110,18 @@ def initialize_global_factory(
 ) -> MongoDBSessionManagerFactory:
     """Create the process's global factory; raises if one is already open (close it first)."""
     global _global_factory
+    if _global_factory is not None:
+        raise FactoryAlreadyInitializedError(_ALREADY_INITIALISED)
+    factory = MongoDBSessionManagerFactory(
+        connection_string, database_name, collection_name, client=client, **client_kwargs
+    )
     with _global_lock:
-        if _global_factory is not None:
-            raise FactoryAlreadyInitializedError(
-                "the global factory is already initialised; call close_global_factory() first"
-            )
-        _global_factory = MongoDBSessionManagerFactory(
-            connection_string, database_name, collection_name, client=client, **client_kwargs
-        )
-        logger.info("global session manager factory ready (%s.%s)", database_name, collection_name)
-        return _global_factory
+        if _global_factory is None:
+            _global_factory = factory
+            logger.info("global session manager factory ready (%s.%s)", database_name, collection_name)
+            return factory
+    factory.close()  # another thread initialised it while this one was connecting
+    raise FactoryAlreadyInitializedError(_ALREADY_INITIALISED)
 
 
 def get_global_factory() -> MongoDBSessionManagerFactory:

@@ -33,6 +33,7 @@ from datetime import UTC, datetime
 from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import bson
 from bson.codec_options import CodecOptions
 from bson.raw_bson import RawBSONDocument
 from pymongo import MongoClient, ReturnDocument
@@ -73,6 +74,7 @@ WARN_DOCUMENT_BYTES = 8 * 1024 * 1024
 WRITE_HEADROOM_BYTES = 1024
 """Room kept for what a write adds besides its payload (array index keys, timestamps)."""
 
+MESSAGE_FIELDS = ("message_id", "message", "redact_message", "created_at", "updated_at")
 AGENT_FIELDS = ("agent_id", "state", "conversation_manager_state", "internal_state", "created_at", "updated_at")
 
 _extra_message_fields: ContextVar[Mapping[str, Any]] = ContextVar(
@@ -168,7 +170,14 @@ class MongoDBSessionRepository(SessionRepository):
         self.close()
 
     def annotate_messages(self, **fields: Any) -> AbstractContextManager[None]:
-        """Store ``fields`` alongside every message created inside this block (same thread or task)."""
+        """Store ``fields`` alongside every message created inside this block (same thread or task).
+
+        Field names must be safe field names and may not replace a message's own fields.
+        """
+        for name in fields:
+            validate_field_name(name, "message annotation")
+            if name in MESSAGE_FIELDS:
+                raise InvalidIdentifierError("message annotation", name, "is a field of every stored message")
         return _scoped(_extra_message_fields, {**_extra_message_fields.get(), **fields})
 
     # Sessions
@@ -176,10 +185,10 @@ class MongoDBSessionRepository(SessionRepository):
     def create_session(self, session: Session, **kwargs: Any) -> Session:
         """Create the session unless it exists; an existing one is left as it is (idempotent)."""
         session_id = validate_session_id(session.session_id)
-        self._snapshots.drop(session_id)
         insert_only = {**new_session_document(session), "updated_at": now()}
         try:
-            self._collection.update_one({"_id": session_id}, {"$setOnInsert": insert_only}, upsert=True)
+            with self._snapshots.writing(session_id):
+                self._collection.update_one({"_id": session_id}, {"$setOnInsert": insert_only}, upsert=True)
         except DuplicateKeyError:
             # Two upserts raced to insert the same _id; the other one created it, which is all we want.
             logger.debug("session_id=<%s> | concurrent creation, session already exists", session_id)
@@ -188,18 +197,19 @@ class MongoDBSessionRepository(SessionRepository):
     def read_session(self, session_id: str, **kwargs: Any) -> Session | None:
         """Read the session, keeping what an agent's resume needs so it costs no further round trip."""
         validate_session_id(session_id)
+        writes_before_read = self._snapshots.writes_so_far()
         documents = list(self._collection.aggregate(resume_pipeline(session_id)))
         if not documents:
-            self._snapshots.drop(session_id)
             return None
-        self._snapshots.keep(session_id, documents[0])
+        self._snapshots.keep(session_id, documents[0], writes_before_read)
         return session_from_document(documents[0])
 
     def delete_session(self, session_id: str, **kwargs: Any) -> None:
         """Delete the session and everything stored for it; raise if it does not exist."""
         validate_session_id(session_id)
-        self._snapshots.drop(session_id)
-        if self._collection.delete_one({"_id": session_id}).deleted_count == 0:
+        with self._snapshots.writing(session_id):
+            deleted = self._collection.delete_one({"_id": session_id}).deleted_count
+        if deleted == 0:
             raise SessionNotFoundError(f"session {session_id!r} not found")
 
     # Agents
@@ -382,11 +392,12 @@ class MongoDBSessionRepository(SessionRepository):
         if isinstance(keys, str):
             raise InvalidIdentifierError("metadata keys", keys, "pass a list of keys, not a single string")
         paths = {f"metadata.{validate_field_name(key, 'metadata key')}": "" for key in keys}
-        self._snapshots.drop(session_id)
         update: Document = {"$set": {"updated_at": now()}}
         if paths:
             update["$unset"] = paths
-        if self._collection.update_one({"_id": session_id}, update).matched_count == 0:
+        with self._snapshots.writing(session_id):
+            matched = self._collection.update_one({"_id": session_id}, update).matched_count
+        if matched == 0:
             raise SessionNotFoundError(f"session {session_id!r} not found")
 
     def get_metadata(self, session_id: str) -> dict[str, Any]:
@@ -426,25 +437,29 @@ class MongoDBSessionRepository(SessionRepository):
 
         Returns whether it was applied. A refused write changes nothing.
         """
-        self._snapshots.drop(session_id)
         room = MAX_DOCUMENT_BYTES - WRITE_HEADROOM_BYTES - added_bytes
         if room < 0:
             return False
         within_limit = {"$expr": {"$lte": [{"$bsonSize": "$$ROOT"}, room]}}
-        result = self._collection.find_one_and_update(
-            {"_id": session_id, **conditions, **within_limit},
-            update,
-            projection={"_id": 0, "size": {"$bsonSize": "$$ROOT"}},
-            return_document=ReturnDocument.AFTER,
-            array_filters=array_filters,
-        )
+        with self._snapshots.writing(session_id):
+            result = self._collection.find_one_and_update(
+                {"_id": session_id, **conditions, **within_limit},
+                update,
+                projection={"_id": 0, "size": {"$bsonSize": "$$ROOT"}},
+                return_document=ReturnDocument.AFTER,
+                array_filters=array_filters,
+            )
         if result is None:
             return False
-        if result["size"] > WARN_DOCUMENT_BYTES:
+        # A retried write (retryWrites) is answered with the whole stored post-image, unprojected.
+        size = result.get("size")
+        if not isinstance(size, int):
+            size = len(bson.encode(result))
+        if size > WARN_DOCUMENT_BYTES:
             logger.warning(
                 "session_id=<%s> | document is %d bytes, past %d of MongoDB's %d-byte limit",
                 session_id,
-                result["size"],
+                size,
                 WARN_DOCUMENT_BYTES,
                 MAX_DOCUMENT_BYTES,
             )
