@@ -16,7 +16,12 @@ import pytest
 from pymongo import MongoClient
 from pymongo.database import Database
 
-from mongodb_session_manager import MongoDBSessionManager, MongoDBSessionRepository
+from mongodb_session_manager import (
+    MongoDBConnectionPool,
+    MongoDBSessionManager,
+    MongoDBSessionRepository,
+    close_global_factory,
+)
 
 from command_counter import CommandCounter
 
@@ -44,6 +49,16 @@ def mongodb_uri() -> Iterator[str]:
         yield server.uri
     finally:
         server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _isolated_pool() -> Iterator[None]:
+    """Every test starts and ends with no global factory and no shared process-wide client."""
+    close_global_factory()
+    MongoDBConnectionPool.close()
+    yield
+    close_global_factory()
+    MongoDBConnectionPool.close()
 
 
 @pytest.fixture(scope="session")

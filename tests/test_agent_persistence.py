@@ -4,6 +4,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import bson
 import pytest
 from pymongo.database import Database
 from strands import Agent, tool
@@ -150,8 +151,9 @@ def test_sliding_window_resumes_from_its_offset(
         callback_handler=None,
     )
     for turn in range(6):
-        agent(f"turn {turn}")
+        agent(f"turn {turn}" + " padding" * (200 if turn < 4 else 0))
     assert len(stored_messages(mongo_db)) == 12
+    document_bytes = len(bson.encode(mongo_db["sessions"].find_one({"_id": "s1"})))
     removed = agent.conversation_manager.removed_message_count
     assert removed == 8
 
@@ -167,6 +169,8 @@ def test_sliding_window_resumes_from_its_offset(
     # the whole resume was one read, and it carried only the messages past the offset
     [resume_read] = counter.commands()
     assert resume_read.name == "aggregate"
+    assert resume_read.reply_bytes is not None
+    assert resume_read.reply_bytes < document_bytes / 4
     resumed("turn 6")
     ids = [m["message_id"] for m in stored_messages(mongo_db)]
     assert ids == list(range(14))

@@ -5,8 +5,10 @@ them. Reads are commands that fetch data (find, aggregate, getMore); writes are 
 """
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
+import bson
 import pytest
 from pymongo import MongoClient
 from strands import Agent, tool
@@ -28,6 +30,17 @@ Counting = tuple[MongoClient[dict[str, Any]], CommandCounter]
 def add(a: int, b: int) -> int:
     """Add two integers."""
     return a + b
+
+
+@dataclass
+class FixedState:
+    """The two things the repository reads from a Graph or Swarm."""
+
+    id: str
+    state: dict[str, Any]
+
+    def serialize_state(self) -> dict[str, Any]:
+        return self.state
 
 
 def text_message(index: int) -> Message:
@@ -98,8 +111,8 @@ def test_tool_turn_costs_one_write_per_message_and_state_sync(counting_client: C
     counter.reset()
     agent("add 1 and 2")
     names = counter.names()
-    # four messages (user, toolUse, toolResult, answer) plus at most one agent state sync
-    assert 4 <= len(names) <= 5, names
+    # four messages (user, toolUse, toolResult, answer) plus one agent state sync
+    assert names == ["findAndModify"] * 5, names
     assert not READS & set(names), names
 
 
@@ -124,3 +137,48 @@ def test_resume_of_1000_messages_is_one_round_trip(
     )["cursor"]["firstBatch"][0]["size"]
     assert command.reply_bytes is not None
     assert command.reply_bytes < document_bytes * 1.1
+
+
+def test_every_repository_write_is_one_command(counting_client: Counting, database_name: str) -> None:
+    client, counter = counting_client
+    repository = MongoDBSessionRepository(client=client, database_name=database_name)
+    manager = MongoDBSessionManager("s1", client=client, database_name=database_name)
+    agent = Agent(model=ScriptedModel(["hi"]), session_manager=manager, callback_handler=None)
+    agent("hello")
+    graph_like = FixedState("g1", {"status": "executing"})
+
+    redacted = SessionMessage.from_message(text_message(0), 0)
+    redacted.redact_message = {"role": "user", "content": [{"text": "[redacted]"}]}
+    calls: dict[str, Callable[[], object]] = {
+        "update_metadata": lambda: repository.update_metadata("s1", {"a": 1, "b": 2}),
+        "delete_metadata": lambda: repository.delete_metadata("s1", ["a"]),
+        "get_metadata": lambda: repository.get_metadata("s1"),
+        "update_message": lambda: repository.update_message("s1", "default", redacted),
+        "create_multi_agent": lambda: repository.create_multi_agent("s1", graph_like),  # type: ignore[arg-type]
+        "update_multi_agent": lambda: repository.update_multi_agent("s1", graph_like),  # type: ignore[arg-type]
+        "read_multi_agent": lambda: repository.read_multi_agent("s1", "g1"),
+        "get_metrics_summary": lambda: repository.get_metrics_summary("s1"),
+        "delete_session": lambda: repository.delete_session("s1"),
+    }
+    for name, call in calls.items():
+        counter.reset()
+        call()
+        assert len(counter.names()) == 1, (name, counter.names())
+
+
+def test_metrics_summary_is_summed_by_the_server(
+    counting_client: Counting, manager_on: Any, mongo_client: Any, database_name: str
+) -> None:
+    _, counter = counting_client
+    agent = Agent(model=ScriptedModel.echo(), session_manager=manager_on("s1"), callback_handler=None)
+    for turn in range(20):
+        agent(f"question {turn} " + "padding " * 200)
+    document_bytes = len(bson.encode(mongo_client[database_name]["sessions"].find_one({"_id": "s1"})))
+
+    counter.reset()
+    summary = manager_on("s1").get_metrics_summary()
+    [read, command] = counter.commands()  # the manager's session read, then the summary
+    assert (read.name, command.name) == ("aggregate", "aggregate")
+    assert command.reply_bytes is not None
+    assert command.reply_bytes < 2_000 < document_bytes // 10  # totals came back, not the messages
+    assert summary["totals"]["model_calls"] == 20

@@ -147,11 +147,11 @@ def test_stopping_the_server_mid_conversation_fails_fast_and_leaves_only_complet
         assert elapsed < 10, f"the failed turn took {elapsed:.2f}s to raise"
         # The user message could not be stored, so the turn stopped before the model was called.
         assert len(model.calls) == 1
-        # The agent's memory now holds a message the store does not: it refuses to go on, at once.
-        started = time.monotonic()
+        # The agent's memory now holds a message the store does not: it refuses to go on, before any I/O
+        # (a write attempt would have raised a pymongo timeout instead).
         with pytest.raises(StaleAgentError, match="create a new Agent"):
             agent("third question")
-        assert time.monotonic() - started < FAIL_FAST_MS / 1000
+        assert len(model.calls) == 1
     finally:
         manager.close()
 

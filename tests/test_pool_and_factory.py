@@ -9,18 +9,19 @@ from __future__ import annotations
 import gc
 import os
 import signal
+import socket
 import sys
 import threading
 import traceback
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import pytest
 from pymongo import MongoClient, monitoring
 from pymongo.database import Database
-from pymongo.errors import ConfigurationError, InvalidOperation
+from pymongo.errors import ConfigurationError, InvalidOperation, ServerSelectionTimeoutError
 from strands import Agent
 
 from mongodb_session_manager import (
@@ -50,16 +51,6 @@ T = TypeVar("T")
 LIBRARY_NAME = "mongodb-session-manager"
 CHILD_TIMEOUT_S = 20
 """A forked child that has not finished by then is killed by SIGALRM (so a hang fails, not blocks)."""
-
-
-@pytest.fixture(autouse=True)
-def _isolated_pool() -> Iterator[None]:
-    """Every test starts and ends with no global factory and no shared client."""
-    close_global_factory()
-    MongoDBConnectionPool.close()
-    yield
-    close_global_factory()
-    MongoDBConnectionPool.close()
 
 
 def new_client(uri: str, **kwargs: Any) -> Client:
@@ -729,10 +720,21 @@ def test_option_names_are_matched_case_insensitively_like_pymongo(mongodb_uri: s
     assert stats()["users"] == 2
 
 
-def test_users_event_listeners_are_kept_beside_the_pools_own(mongodb_uri: str) -> None:
+def test_users_event_listeners_are_kept_beside_the_pools_own(mongodb_uri: str, database_name: str) -> None:
     counter = CommandCounter()
     client = MongoDBConnectionPool.acquire(mongodb_uri, event_listeners=[counter])
     client.admin.command("ping")
-    client["t_listeners"]["c"].find_one()
+    client[database_name]["c"].find_one()
     assert counter.count("find") == 1
     assert stats()["checkouts"]["total"] >= 1  # the library's pool counter still sees the traffic
+
+
+def test_factory_that_cannot_reach_the_server_releases_the_pool() -> None:
+    with socket.socket() as probe:  # a loopback port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(ServerSelectionTimeoutError):
+        MongoDBSessionManagerFactory(connection_string=f"mongodb://127.0.0.1:{port}/", serverSelectionTimeoutMS=200)
+    assert not MongoDBConnectionPool.is_open()
+    with pytest.raises(FactoryNotInitializedError):
+        get_global_factory()

@@ -8,10 +8,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_quickstart_runs_offline_and_restores_the_conversation(mongodb_uri: str) -> None:
+def test_quickstart_runs_offline_and_restores_the_conversation(mongodb_uri: str, database_name: str) -> None:
     env = {**os.environ, "MONGODB_URI": mongodb_uri}
     result = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "quickstart.py"), "--session-id", "readme-check"],
+        [sys.executable, str(ROOT / "examples" / "quickstart.py"), "--database", database_name],
         capture_output=True,
         text=True,
         timeout=120,

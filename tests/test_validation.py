@@ -1,6 +1,7 @@
 """Every identifier that reaches MongoDB is validated, and a refused one harms nothing stored."""
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -15,6 +16,17 @@ from mongodb_session_manager.validation import MAX_IDENTIFIER_LENGTH
 from scripted_model import ScriptedModel
 
 Db = Database[dict[str, Any]]
+
+
+@dataclass
+class FixedState:
+    """The two things the repository reads from a Graph or Swarm."""
+
+    id: str
+
+    def serialize_state(self) -> dict[str, Any]:
+        return {"status": "executing"}
+
 
 NOT_STRINGS = [{"$gt": ""}, {"$ne": None}, ["victim"], 42, None, b"s1"]
 BAD_STRINGS = ["", "x" * (MAX_IDENTIFIER_LENGTH + 1), "nul\x00byte"]
@@ -42,7 +54,14 @@ def assert_untouched(mongo_db: Db, before: dict[str, Any]) -> None:
 def test_session_id_must_be_a_plain_string(
     session_id: Any, repository: MongoDBSessionRepository, populated: dict[str, Any], mongo_db: Db
 ) -> None:
+    agent = SessionAgent("a1", state={}, conversation_manager_state={})
+    graph_like = FixedState("g1")
     calls: list[Callable[[], object]] = [
+        lambda: repository.create_agent(session_id, agent),
+        lambda: repository.update_message(session_id, "a1", SessionMessage.from_message({"role": "user"}, 0)),  # type: ignore[typeddict-item]
+        lambda: repository.create_multi_agent(session_id, graph_like),  # type: ignore[arg-type]
+        lambda: repository.update_multi_agent(session_id, graph_like),  # type: ignore[arg-type]
+        lambda: repository.read_multi_agent(session_id, "g1"),
         lambda: repository.read_session(session_id),
         lambda: repository.read_agent(session_id, "a1"),
         lambda: repository.list_messages(session_id, "a1"),

@@ -1,0 +1,40 @@
+"""The error hierarchy callers rely on."""
+
+import pytest
+from strands.types.exceptions import SessionException
+
+from mongodb_session_manager import errors
+
+
+@pytest.mark.parametrize(
+    ("error", "also"),
+    [
+        (errors.SessionNotFoundError, None),
+        (errors.SessionConflictError, None),
+        (errors.StaleAgentError, None),
+        (errors.SessionTooLargeError, None),
+        (errors.InvalidIdentifierError, ValueError),
+        (errors.ConnectionPoolConflictError, None),
+        (errors.FactoryNotInitializedError, RuntimeError),
+        (errors.FactoryAlreadyInitializedError, RuntimeError),
+    ],
+)
+def test_every_error_is_a_library_and_a_strands_session_error(error: type[Exception], also: type | None) -> None:
+    assert issubclass(error, errors.MongoDBSessionError)
+    assert issubclass(errors.MongoDBSessionError, SessionException)
+    if also is not None:
+        assert issubclass(error, also)
+
+
+def test_too_large_error_names_the_session_and_its_size() -> None:
+    error = errors.SessionTooLargeError("chat-7", 16_000_000, 900_000, 16 * 1024 * 1024)
+    assert "'chat-7'" in str(error)
+    assert "16,000,000" in str(error)
+    assert "900,000" in str(error)
+
+
+def test_invalid_identifier_error_names_the_field() -> None:
+    error = errors.InvalidIdentifierError("agent_id", "a.b", "must not contain '.'")
+    assert error.field == "agent_id"
+    assert error.value == "a.b"
+    assert str(error).startswith("invalid agent_id 'a.b'")
