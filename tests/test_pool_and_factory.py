@@ -650,7 +650,7 @@ def test_fork_while_another_thread_creates_indexes_does_not_deadlock_the_child(
         assert blocker.entered.wait(timeout=30)
 
         def in_child() -> None:
-            signal.alarm(3)  # a deadlocked child dies of SIGALRM
+            signal.alarm(CHILD_TIMEOUT_S)  # a deadlocked child dies of SIGALRM
             factory.create_session_manager("child")  # ensure_session_indexes takes the index lock
             MongoDBSessionRepository(client=factory.client, database_name=database_name, collection_name="fresh")
 
