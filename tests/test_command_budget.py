@@ -5,7 +5,6 @@ them. Reads are commands that fetch data (find, aggregate, getMore); writes are 
 """
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import bson
@@ -20,6 +19,7 @@ from mongodb_session_manager import MongoDBSessionManager, MongoDBSessionReposit
 from mongodb_session_manager._documents import message_document, now
 
 from command_counter import CommandCounter
+from multi_agent_stand_in import FixedState
 from scripted_model import ScriptedModel, ToolCall
 
 READS = {"find", "aggregate", "getMore", "count", "countDocuments", "distinct"}
@@ -30,17 +30,6 @@ Counting = tuple[MongoClient[dict[str, Any]], CommandCounter]
 def add(a: int, b: int) -> int:
     """Add two integers."""
     return a + b
-
-
-@dataclass
-class FixedState:
-    """The two things the repository reads from a Graph or Swarm."""
-
-    id: str
-    state: dict[str, Any]
-
-    def serialize_state(self) -> dict[str, Any]:
-        return self.state
 
 
 def text_message(index: int) -> Message:
@@ -145,7 +134,7 @@ def test_every_repository_write_is_one_command(counting_client: Counting, databa
     manager = MongoDBSessionManager("s1", client=client, database_name=database_name)
     agent = Agent(model=ScriptedModel(["hi"]), session_manager=manager, callback_handler=None)
     agent("hello")
-    graph_like = FixedState("g1", {"status": "executing"})
+    graph_like = FixedState("g1")
 
     redacted = SessionMessage.from_message(text_message(0), 0)
     redacted.redact_message = {"role": "user", "content": [{"text": "[redacted]"}]}

@@ -22,6 +22,7 @@ from mongodb_session_manager import MongoDBSessionManager, MongoDBSessionReposit
 from mongodb_session_manager.errors import InvalidIdentifierError, SessionNotFoundError
 
 from command_counter import HANDSHAKE_COMMANDS, CommandCounter
+from multi_agent_stand_in import FixedState
 from scripted_model import Raise, ScriptedModel, ToolCall
 
 NewManager = Callable[..., MongoDBSessionManager]
@@ -231,17 +232,6 @@ def test_multi_agent_with_an_unsafe_id_is_refused_before_anything_is_written(
 
 
 # -- Repository contract ----------------------------------------------------------------------
-
-
-@dataclass
-class FixedState:
-    """The two members the repository uses of a multi-agent: its id and its serialized state."""
-
-    id: str
-    state: dict[str, Any]
-
-    def serialize_state(self) -> dict[str, Any]:
-        return self.state
 
 
 @pytest.fixture

@@ -1,7 +1,6 @@
 """Every identifier that reaches MongoDB is validated, and a refused one harms nothing stored."""
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -13,19 +12,10 @@ from mongodb_session_manager import MongoDBSessionManager, MongoDBSessionReposit
 from mongodb_session_manager.errors import InvalidIdentifierError
 from mongodb_session_manager.validation import MAX_IDENTIFIER_LENGTH
 
+from multi_agent_stand_in import FixedState
 from scripted_model import ScriptedModel
 
 Db = Database[dict[str, Any]]
-
-
-@dataclass
-class FixedState:
-    """The two things the repository reads from a Graph or Swarm."""
-
-    id: str
-
-    def serialize_state(self) -> dict[str, Any]:
-        return {"status": "executing"}
 
 
 NOT_STRINGS = [{"$gt": ""}, {"$ne": None}, ["victim"], 42, None, b"s1"]
