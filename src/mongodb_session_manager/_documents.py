@@ -97,6 +97,10 @@ def agent_from_document(document: Document) -> SessionAgent:
     )
 
 
+MESSAGE_FIELDS = ("message_id", "message", "redact_message", "created_at", "updated_at")
+"""The fields every stored message has (see :func:`message_document`)."""
+
+
 def message_document(message: SessionMessage, moment: datetime, extra_fields: Mapping[str, Any]) -> Document:
     """A stored message entry, plus any extra fields (such as metrics)."""
     return {

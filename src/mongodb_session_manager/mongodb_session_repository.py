@@ -45,6 +45,7 @@ from strands.types.session import Session, SessionAgent, SessionMessage
 from . import metrics
 from ._client import create_client, open_or_borrow
 from ._documents import (
+    MESSAGE_FIELDS,
     Document,
     agent_from_document,
     agent_state_fields,
@@ -74,7 +75,6 @@ WARN_DOCUMENT_BYTES = 8 * 1024 * 1024
 WRITE_HEADROOM_BYTES = 1024
 """Room kept for what a write adds besides its payload (array index keys, timestamps)."""
 
-MESSAGE_FIELDS = ("message_id", "message", "redact_message", "created_at", "updated_at")
 AGENT_FIELDS = ("agent_id", "state", "conversation_manager_state", "internal_state", "created_at", "updated_at")
 
 _extra_message_fields: ContextVar[Mapping[str, Any]] = ContextVar(

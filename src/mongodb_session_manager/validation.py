@@ -13,8 +13,22 @@ from .errors import InvalidIdentifierError
 MAX_IDENTIFIER_LENGTH = 256
 
 
-def validate_session_id(value: Any, field: str = "session_id") -> str:
+def validate_session_id(value: Any) -> str:
     """Return ``value`` if it is a safe session id, else raise :class:`InvalidIdentifierError`."""
+    return _validate_plain_string(value, "session_id")
+
+
+def validate_field_name(value: Any, field: str) -> str:
+    """Return ``value`` if it can be used as one MongoDB field-path segment, else raise."""
+    name = _validate_plain_string(value, field)
+    if "." in name:
+        raise InvalidIdentifierError(field, name, "must not contain '.' (it would nest the field)")
+    if name.startswith("$"):
+        raise InvalidIdentifierError(field, name, "must not start with '$' (it would read as an operator)")
+    return name
+
+
+def _validate_plain_string(value: Any, field: str) -> str:
     if not isinstance(value, str):
         raise InvalidIdentifierError(field, value, f"must be a str, not {type(value).__name__}")
     if not value:
@@ -24,13 +38,3 @@ def validate_session_id(value: Any, field: str = "session_id") -> str:
     if "\x00" in value:
         raise InvalidIdentifierError(field, value, "must not contain NUL")
     return value
-
-
-def validate_field_name(value: Any, field: str) -> str:
-    """Return ``value`` if it can be used as one MongoDB field-path segment, else raise."""
-    name = validate_session_id(value, field)
-    if "." in name:
-        raise InvalidIdentifierError(field, name, "must not contain '.' (it would nest the field)")
-    if name.startswith("$"):
-        raise InvalidIdentifierError(field, name, "must not start with '$' (it would read as an operator)")
-    return name
