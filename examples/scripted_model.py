@@ -32,8 +32,10 @@ and the turn, so they can be asserted exactly:
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
+import re
 import threading
 from collections.abc import AsyncGenerator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -130,6 +132,7 @@ class ScriptedModelConfig(TypedDict, total=False):
 
     model_id: str
     latency_ms: int
+    word_delay_ms: float
     context_window_limit: int | None
 
 
@@ -170,6 +173,7 @@ class ScriptedModel(Model):
         *,
         fallback: Responder | None = None,
         latency_ms: int = 100,
+        word_delay_ms: float = 0,
         model_id: str = "scripted",
     ) -> None:
         """Create a model that answers call ``n`` with ``script[n]``.
@@ -179,6 +183,8 @@ class ScriptedModel(Model):
             fallback: Called for every call after the script is exhausted; without it
                 such a call raises ``ScriptExhaustedError``.
             latency_ms: The ``metrics.latencyMs`` reported for every response.
+            word_delay_ms: When positive, text is streamed one word per event with this pause
+                between words, like a real model typing; otherwise it arrives in one event.
             model_id: Reported in ``get_config()``.
         """
         self._script: list[Turn] = list(script)
@@ -191,6 +197,7 @@ class ScriptedModel(Model):
         self.config: ScriptedModelConfig = {
             "model_id": model_id,
             "latency_ms": latency_ms,
+            "word_delay_ms": word_delay_ms,
         }
         self.calls: list[Messages] = []
         """A deep copy of the messages sent on each call, in call order."""
@@ -250,7 +257,13 @@ class ScriptedModel(Model):
     ) -> AsyncGenerator[StreamEvent, None]:
         """Play the next turn as ConverseStream events."""
         reply = self._next_reply(messages)
+        delay_s = self.config.get("word_delay_ms", 0) / 1000
         for event in self._events(reply, messages):
+            if delay_s > 0 and "text" in event.get("contentBlockDelta", {}).get("delta", {}):
+                for word in re.findall(r"\S+\s*", event["contentBlockDelta"]["delta"]["text"]):
+                    await asyncio.sleep(delay_s)
+                    yield {"contentBlockDelta": {**event["contentBlockDelta"], "delta": {"text": word}}}
+                continue
             yield event
 
     # -- internals ---------------------------------------------------------------------------

@@ -1,0 +1,81 @@
+"""Which model the examples talk to: scripted and offline by default, a real provider when configured.
+
+``--provider`` (or ``$MODEL_PROVIDER``) picks one of:
+
+* ``scripted`` - :class:`scripted_model.ScriptedModel`, deterministic answers, no network. It is
+  chosen when nothing else is configured, and the examples say so in their output.
+* ``bedrock`` - Amazon Bedrock, Strands' default provider; uses your AWS credentials
+  (``$BEDROCK_MODEL_ID`` optional).
+* ``openai`` - needs ``$OPENAI_API_KEY`` and ``uv run --extra openai ...`` (``$OPENAI_MODEL_ID``
+  optional, default ``gpt-4o-mini``).
+* ``ollama`` - a local Ollama server at ``$OLLAMA_HOST`` (default ``http://localhost:11434``),
+  with ``uv run --extra ollama ...`` (``$OLLAMA_MODEL_ID`` optional, default ``llama3.1``).
+
+Without ``--provider``, setting ``$OPENAI_API_KEY`` or ``$OLLAMA_HOST`` is enough to choose that
+provider. Bedrock is only used when asked for, since AWS credentials are often present for other reasons.
+"""
+
+import argparse
+import os
+from collections.abc import Iterable
+
+from strands.models.model import Model
+
+from scripted_model import Responder, ScriptedModel, Turn, echo_responder
+
+PROVIDERS = ("scripted", "bedrock", "openai", "ollama")
+
+
+def configured_provider() -> str:
+    """The provider the environment asks for."""
+    if provider := os.environ.get("MODEL_PROVIDER"):
+        return provider
+    if os.environ.get("OPENAI_API_KEY"):
+        return "openai"
+    if os.environ.get("OLLAMA_HOST"):
+        return "ollama"
+    return "scripted"
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``--provider`` (default from the environment, see this module's docstring)."""
+    parser.add_argument(
+        "--provider",
+        choices=PROVIDERS,
+        default=configured_provider(),
+        help="model provider (default: $MODEL_PROVIDER, else openai if $OPENAI_API_KEY, "
+        "ollama if $OLLAMA_HOST, else scripted: offline, deterministic answers)",
+    )
+
+
+def build_model(
+    provider: str, script: Iterable[Turn] = (), fallback: Responder = echo_responder, word_delay_ms: float = 0
+) -> Model:
+    """The model for ``provider``; ``script`` and ``fallback`` only drive the scripted one.
+
+    Prints which model is used, so the output never passes scripted answers off as an LLM's.
+    """
+    if provider == "scripted":
+        print("Model: ScriptedModel - scripted offline answers, not an LLM (see --provider)")
+        return ScriptedModel(script, fallback=fallback, word_delay_ms=word_delay_ms)
+    if provider == "bedrock":
+        from strands.models.bedrock import BedrockModel
+
+        model_ids = {"model_id": os.environ["BEDROCK_MODEL_ID"]} if "BEDROCK_MODEL_ID" in os.environ else {}
+        bedrock = BedrockModel(**model_ids)
+        print(f"Model: Amazon Bedrock {bedrock.config['model_id']}")
+        return bedrock
+    if provider == "openai":
+        from strands.models.openai import OpenAIModel
+
+        model_id = os.environ.get("OPENAI_MODEL_ID", "gpt-4o-mini")
+        print(f"Model: OpenAI {model_id}")
+        return OpenAIModel(client_args={"api_key": os.environ.get("OPENAI_API_KEY")}, model_id=model_id)
+    if provider == "ollama":
+        from strands.models.ollama import OllamaModel
+
+        host = os.environ.get("OLLAMA_HOST", "http://localhost:11434")
+        model_id = os.environ.get("OLLAMA_MODEL_ID", "llama3.1")
+        print(f"Model: Ollama {model_id} at {host}")
+        return OllamaModel(host, model_id=model_id)
+    raise ValueError(f"unknown model provider {provider!r}; choose one of {', '.join(PROVIDERS)}")
