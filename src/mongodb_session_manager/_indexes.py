@@ -9,6 +9,7 @@ import logging
 import os
 import threading
 import weakref
+from collections.abc import Sequence
 from typing import Any
 
 from pymongo import ASCENDING, IndexModel, MongoClient
@@ -39,16 +40,21 @@ def _remember(client: MongoClient[Any], key: tuple[str, str]) -> None:
         _done[id(client)].add(key)
 
 
-def ensure_session_indexes(collection: Collection[Any]) -> None:
-    """Create the session indexes with one command, unless this process already did for this client."""
+def ensure_indexes(collection: Collection[Any], indexes: Sequence[IndexModel]) -> None:
+    """Create ``indexes`` with one command, unless this process already did for this collection and client."""
     client = collection.database.client
     key = (collection.database.name, collection.name)
     with _lock:
         if key in _done.get(id(client), ()):
             return
-    collection.create_indexes(list(SESSION_INDEXES))
+    collection.create_indexes(list(indexes))
     _remember(client, key)
-    logger.debug("created session indexes on %s.%s", *key)
+    logger.debug("created indexes on %s.%s", *key)
+
+
+def ensure_session_indexes(collection: Collection[Any]) -> None:
+    """Create the session collection's indexes (once per process and client)."""
+    ensure_indexes(collection, SESSION_INDEXES)
 
 
 def _reset_after_fork() -> None:

@@ -1,9 +1,10 @@
-"""Serving an agent's resume from the single read that ``read_session`` makes.
+"""Serving an agent's resume from what ``read_session`` already read.
 
 When Strands resumes a session it calls ``read_session``, then ``read_agent`` and
 ``list_messages`` (offset = messages the conversation manager already dropped) for each agent.
-``read_session`` fetches the session document once, with each agent's messages already sliced
-from its stored offset, and keeps it here so those follow-up reads cost no round trip.
+``read_session`` fetches the session with each agent's messages already sliced from its stored
+offset (one read in the embedded layout, two in the split one) and keeps it here, so those
+follow-up reads cost no round trip.
 
 A snapshot only stands in for the reads of that same initialisation:
 
@@ -107,37 +108,3 @@ class ResumeSnapshots:
             del self._snapshots[session_id]
             return None
         return snapshot
-
-
-END_OF_ARRAY = 2**31 - 1
-"""A ``$slice`` count meaning "to the end" (MongoDB requires a positive count)."""
-
-
-def resume_pipeline(session_id: str) -> list[dict[str, Any]]:
-    """Read one session with each agent's messages sliced from where its conversation manager left off.
-
-    Every agent entry gains ``messages_offset``: the position its messages were sliced from.
-    """
-    offset = {"$max": [0, {"$ifNull": ["$$agent.v.conversation_manager_state.removed_message_count", 0]}]}
-    sliced_agent = {
-        "$mergeObjects": [
-            "$$agent.v",
-            {
-                "messages_offset": offset,
-                "messages": {"$slice": [{"$ifNull": ["$$agent.v.messages", []]}, offset, END_OF_ARRAY]},
-            },
-        ]
-    }
-    agents = {"$objectToArray": {"$ifNull": ["$agents", {}]}}
-    return [
-        {"$match": {"_id": session_id}},
-        {
-            "$set": {
-                "agents": {
-                    "$arrayToObject": {
-                        "$map": {"input": agents, "as": "agent", "in": {"k": "$$agent.k", "v": sliced_agent}}
-                    }
-                }
-            }
-        },
-    ]

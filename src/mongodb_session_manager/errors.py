@@ -32,20 +32,47 @@ class StaleAgentError(MongoDBSessionError):
 
 
 class SessionTooLargeError(MongoDBSessionError):
-    """The write would push the session document past MongoDB's 16 MiB BSON limit.
+    """The write would push a document past MongoDB's 16 MiB BSON limit.
 
-    Nothing stored was changed.
+    In the embedded layout that document is the whole session; in the split layout it is a single
+    message. Nothing stored was changed.
     """
 
-    def __init__(self, session_id: str, size_bytes: int, added_bytes: int, limit_bytes: int) -> None:
-        """Describe the refused write: the session, its current size and what was to be added."""
+    def __init__(
+        self,
+        session_id: str,
+        size_bytes: int,
+        added_bytes: int,
+        limit_bytes: int,
+        document: str = "the session document",
+    ) -> None:
+        """Describe the refused write: the session, the document's current size and what was to be added."""
         self.session_id = session_id
         self.size_bytes = size_bytes
         self.added_bytes = added_bytes
         self.limit_bytes = limit_bytes
         super().__init__(
-            f"session {session_id!r} is {size_bytes:,} bytes; adding {added_bytes:,} bytes would pass "
-            f"MongoDB's {limit_bytes:,}-byte document limit. Nothing was written."
+            f"session {session_id!r}: {document} is {size_bytes:,} bytes; adding {added_bytes:,} bytes would "
+            f"pass MongoDB's {limit_bytes:,}-byte document limit. Nothing was written."
+        )
+
+
+class LayoutMismatchError(MongoDBSessionError):
+    """The session is stored in another message layout than the repository was configured with.
+
+    Nothing was read or written. Configure the matching ``layout``, or move the sessions with
+    ``python -m mongodb_session_manager migrate --from embedded --to split``.
+    """
+
+    def __init__(self, session_id: str, stored_layout: str, configured_layout: str) -> None:
+        """Name the session and both layouts."""
+        self.session_id = session_id
+        self.stored_layout = stored_layout
+        self.configured_layout = configured_layout
+        super().__init__(
+            f"session {session_id!r} is stored in the {stored_layout!r} layout but this repository uses "
+            f"{configured_layout!r}; configure layout={stored_layout!r} or migrate it "
+            "(python -m mongodb_session_manager migrate --help)"
         )
 
 

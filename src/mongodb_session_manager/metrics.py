@@ -41,19 +41,14 @@ def _sum_of(field: str) -> dict[str, Any]:
     return {"$sum": {"$ifNull": [f"$message.event_loop_metrics.{field}", 0]}}
 
 
-def agent_totals_pipeline(session_id: str) -> list[dict[str, Any]]:
-    """An aggregation giving one row per agent of the session with its summed per-call metrics.
+def totals_per_agent_stages() -> list[dict[str, Any]]:
+    """Aggregation stages summing per-call metrics per agent, sorted by agent id.
 
-    A session with no agents still yields one row (``_id: None``), so an empty result means the
-    session does not exist.
+    They take documents ``{"agent_id": ..., "message": <stored message, or missing>}``, one per
+    message (a missing ``message`` stands for an agent with none), and give rows for :func:`summarise`.
     """
     is_measured = {"$ne": [{"$type": "$message.event_loop_metrics"}, "missing"]}
     return [
-        {"$match": {"_id": session_id}},
-        {"$project": {"agent": {"$objectToArray": {"$ifNull": ["$agents", {}]}}}},
-        {"$unwind": {"path": "$agent", "preserveNullAndEmptyArrays": True}},
-        {"$project": {"agent_id": "$agent.k", "message": "$agent.v.messages"}},
-        {"$unwind": {"path": "$message", "preserveNullAndEmptyArrays": True}},
         {
             "$group": {
                 "_id": "$agent_id",
@@ -66,6 +61,18 @@ def agent_totals_pipeline(session_id: str) -> list[dict[str, Any]]:
         },
         {"$sort": {"_id": 1}},
     ]
+
+
+def empty_row(agent_id: str) -> dict[str, Any]:
+    """The row of an agent with no messages."""
+    return {
+        "_id": agent_id,
+        "messages": 0,
+        "model_calls": 0,
+        "latencyMs": 0,
+        "max_latencyMs": None,
+        **dict.fromkeys(TOKEN_FIELDS, 0),
+    }
 
 
 def _figures(row: dict[str, Any]) -> dict[str, Any]:
@@ -83,7 +90,7 @@ def _figures(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def summarise(session_id: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Shape the per-agent rows of :func:`agent_totals_pipeline` into the public summary."""
+    """Shape the per-agent rows of :func:`totals_per_agent_stages` into the public summary."""
     agent_rows = [row for row in rows if row["_id"] is not None]
     session_row: dict[str, Any] = {
         "messages": sum(row["messages"] for row in agent_rows),

@@ -12,7 +12,9 @@ from typing import Any
 from pymongo import MongoClient
 
 from ._client import open_or_borrow
-from ._indexes import ensure_session_indexes
+from ._indexes import ensure_indexes, ensure_session_indexes
+from ._layout import validate_layout
+from ._split_layout import MESSAGE_INDEXES, default_messages_collection_name
 from .errors import FactoryAlreadyInitializedError, FactoryNotInitializedError, MongoDBSessionError
 from .mongodb_connection_pool import MongoDBConnectionPool
 from .mongodb_session_manager import MongoDBSessionManager
@@ -35,19 +37,27 @@ class MongoDBSessionManagerFactory:
         database_name: str = "strands",
         collection_name: str = "sessions",
         client: MongoClient[Any] | None = None,
+        *,
+        layout: str = "embedded",
+        messages_collection_name: str | None = None,
         **client_kwargs: Any,
     ) -> None:
-        """Acquire (or borrow) the client and ensure the session indexes."""
+        """Acquire (or borrow) the client and ensure the indexes of ``layout``."""
+        self.layout = validate_layout(layout)
         self._client, self._pooled = open_or_borrow(
             connection_string, client, client_kwargs, MongoDBConnectionPool.acquire
         )
         self.database_name = database_name
         self.collection_name = collection_name
+        self.messages_collection_name = messages_collection_name or default_messages_collection_name(collection_name)
         self._closed = False
         self._lock = threading.Lock()
         self._managers_created = 0
         try:
-            ensure_session_indexes(self._client[database_name][collection_name])
+            database = self._client[database_name]
+            ensure_session_indexes(database[collection_name])
+            if layout == "split":
+                ensure_indexes(database[self.messages_collection_name], MESSAGE_INDEXES)
         except BaseException:
             self.close()
             raise
@@ -68,6 +78,8 @@ class MongoDBSessionManagerFactory:
         """A manager for ``session_id`` on the shared client; ``kwargs`` may override the collection."""
         kwargs.setdefault("database_name", self.database_name)
         kwargs.setdefault("collection_name", self.collection_name)
+        kwargs.setdefault("layout", self.layout)
+        kwargs.setdefault("messages_collection_name", self.messages_collection_name)
         manager = MongoDBSessionManager(session_id, client=self.client, **kwargs)
         with self._lock:
             self._managers_created += 1
@@ -82,6 +94,7 @@ class MongoDBSessionManagerFactory:
             "closed": self._closed,
             "database_name": self.database_name,
             "collection_name": self.collection_name,
+            "layout": self.layout,
             "managers_created": managers_created,
             "pool": pool,
         }
@@ -106,6 +119,9 @@ def initialize_global_factory(
     database_name: str = "strands",
     collection_name: str = "sessions",
     client: MongoClient[Any] | None = None,
+    *,
+    layout: str = "embedded",
+    messages_collection_name: str | None = None,
     **client_kwargs: Any,
 ) -> MongoDBSessionManagerFactory:
     """Create the process's global factory; raises if one is already open (close it first)."""
@@ -113,7 +129,13 @@ def initialize_global_factory(
     if _global_factory is not None:
         raise FactoryAlreadyInitializedError(_ALREADY_INITIALISED)
     factory = MongoDBSessionManagerFactory(
-        connection_string, database_name, collection_name, client=client, **client_kwargs
+        connection_string,
+        database_name,
+        collection_name,
+        client=client,
+        layout=layout,
+        messages_collection_name=messages_collection_name,
+        **client_kwargs,
     )
     with _global_lock:
         if _global_factory is None:

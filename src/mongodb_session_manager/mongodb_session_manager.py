@@ -33,15 +33,24 @@ class MongoDBSessionManager(RepositorySessionManager):
         database_name: str = "strands",
         collection_name: str = "sessions",
         client: MongoClient[Any] | None = None,
+        *,
+        layout: str = "embedded",
+        messages_collection_name: str | None = None,
         **kwargs: Any,
     ) -> None:
-        """Open (or borrow) the connection and load or create the session ``session_id``."""
+        """Open (or borrow) the connection and load or create the session ``session_id``.
+
+        ``layout`` and ``messages_collection_name`` choose where messages are stored (see
+        :class:`MongoDBSessionRepository`).
+        """
         validate_session_id(session_id)
         repository = MongoDBSessionRepository(
             connection_string=connection_string,
             database_name=database_name,
             collection_name=collection_name,
             client=client,
+            layout=layout,
+            messages_collection_name=messages_collection_name,
             **kwargs,
         )
         try:
@@ -129,14 +138,22 @@ def create_mongodb_session_manager(
     database_name: str = "strands",
     collection_name: str = "sessions",
     client: MongoClient[Any] | None = None,
+    *,
+    layout: str = "embedded",
+    messages_collection_name: str | None = None,
     **kwargs: Any,
 ) -> MongoDBSessionManager:
-    """Create a :class:`MongoDBSessionManager`; pass ``client`` to share a connection pool."""
+    """Create a :class:`MongoDBSessionManager`; pass ``client`` to share a connection pool.
+
+    ``layout="split"`` stores each message as its own document (no session size limit).
+    """
     return MongoDBSessionManager(
         session_id,
         connection_string=connection_string,
         database_name=database_name,
         collection_name=collection_name,
         client=client,
+        layout=layout,
+        messages_collection_name=messages_collection_name,
         **kwargs,
     )

@@ -1,0 +1,69 @@
+"""Command line: ``python -m mongodb_session_manager migrate --from embedded --to split ...``."""
+
+import argparse
+import logging
+import os
+import sys
+
+from pymongo.errors import PyMongoError
+
+from ._client import create_client
+from ._progress import ProgressBar
+from .migration import count_embedded_sessions, migrate_to_split
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m mongodb_session_manager")
+    commands = parser.add_subparsers(dest="command", required=True)
+    migrate = commands.add_parser(
+        "migrate",
+        help="move sessions from one message layout to another",
+        description="Move every session from the embedded layout (messages inside the session document) to the "
+        "split layout (one document per message). Idempotent and resumable: run it again after an interruption. "
+        "Nothing is removed from a session document before its messages are verified in the messages collection.",
+    )
+    migrate.add_argument("--from", dest="source", required=True, choices=["embedded"], help="current layout")
+    migrate.add_argument("--to", dest="target", required=True, choices=["split"], help="new layout")
+    migrate.add_argument("--uri", default=os.environ.get("MONGODB_URI"), help="MongoDB URI (default: $MONGODB_URI)")
+    migrate.add_argument("--database", required=True, help="database holding the sessions")
+    migrate.add_argument("--collection", default="sessions", help="session collection (default: %(default)s)")
+    migrate.add_argument("--messages-collection", help="messages collection (default: <collection>_messages)")
+    migrate.add_argument("--dry-run", action="store_true", help="only count the sessions to migrate")
+    migrate.add_argument("--verbose", action="store_true", help="log every session")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; the exit status is 0 when every session was migrated."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    if not args.uri:
+        print("error: pass --uri or set MONGODB_URI", file=sys.stderr)
+        return 2
+    where = f"{args.database}.{args.collection}"
+    with create_client(args.uri) as client:
+        database = client[args.database]
+        try:
+            pending = count_embedded_sessions(database[args.collection])
+            print(f"{pending} session(s) in {where} to move from the embedded to the split layout")
+            if args.dry_run or pending == 0:
+                return 0
+            progress = ProgressBar(pending, "migrating", "sessions")
+            report = migrate_to_split(
+                database,
+                args.collection,
+                args.messages_collection,
+                on_session_done=lambda _session_id: progress.advance(),
+            )
+            progress.close()
+        except PyMongoError as error:
+            print(f"error: {error}; sessions migrated so far stay migrated, run the command again", file=sys.stderr)
+            return 1
+    print(f"migrated {report.migrated} session(s), {report.messages_copied} message(s)")
+    for session_id, reason in report.failed.items():
+        print(f"not migrated: {session_id!r}: {reason}", file=sys.stderr)
+    return 1 if report.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

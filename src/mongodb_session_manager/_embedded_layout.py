@@ -1,0 +1,147 @@
+"""The embedded layout: each agent's messages are an array inside the session document.
+
+Every message write is one conditional ``find_one_and_update`` on the session document (see
+:mod:`._session_documents`), and a resume is one aggregation that slices each agent's array.
+"""
+
+from bson.raw_bson import RawBSONDocument
+
+from . import metrics
+from ._documents import Document, now
+from ._session_documents import SessionDocuments
+from .errors import SessionConflictError, SessionNotFoundError
+
+END_OF_ARRAY = 2**31 - 1
+"""A ``$slice`` count meaning "to the end" (MongoDB requires a positive count)."""
+
+
+class EmbeddedLayout:
+    """Messages in ``agents.<agent_id>.messages`` of the session document."""
+
+    def __init__(self, sessions: SessionDocuments) -> None:
+        """Store messages in the session documents of ``sessions``."""
+        self._sessions = sessions
+        self.new_agent_fields: Document = {"messages": []}
+
+    def session_created(self, session_id: str) -> None:
+        """Nothing to do: a new session document has no messages."""
+
+    def agent_exists(self, session_id: str, agent_id: str) -> None:
+        """Nothing to do: every write checks the agent in its own filter."""
+
+    def create_message(self, session_id: str, agent_id: str, message_id: int, entry: RawBSONDocument) -> None:
+        """Push the message, if the agent exists and does not have ``message_id`` yet."""
+        path = f"agents.{agent_id}"
+        conditions = {path: {"$exists": True}, f"{path}.messages.message_id": {"$ne": message_id}}
+        update = {"$push": {f"{path}.messages": entry}, "$set": {"updated_at": now()}}
+        if self._sessions.write(session_id, conditions, update, added_bytes=len(entry.raw)):
+            return
+        probe = self._sessions.probe(session_id, entry_path=path, message_id=message_id)
+        if not probe.has_entry:
+            raise SessionNotFoundError(f"agent {agent_id!r} not found in session {session_id!r}")
+        if probe.has_message:
+            raise SessionConflictError(
+                f"message {message_id} of agent {agent_id!r} in session {session_id!r} was already written "
+                "by another writer; nothing was changed"
+            )
+        raise self._sessions.refusal(session_id, probe, len(entry.raw))
+
+    def update_message(self, session_id: str, agent_id: str, message_id: int, body: RawBSONDocument) -> None:
+        """Rewrite the message in place (``arrayFilters``: positional ``$`` fails on nested arrays elsewhere)."""
+        moment = now()
+        path = f"agents.{agent_id}.messages"
+        update = {
+            "$set": {
+                f"{path}.$[target].message": body["message"],
+                f"{path}.$[target].redact_message": body["redact_message"],
+                f"{path}.$[target].updated_at": moment,
+                "updated_at": moment,
+            }
+        }
+        conditions = {f"{path}.message_id": message_id}
+        array_filters = [{"target.message_id": message_id}]
+        if self._sessions.write(session_id, conditions, update, added_bytes=len(body.raw), array_filters=array_filters):
+            return
+        probe = self._sessions.probe(session_id, entry_path=f"agents.{agent_id}", message_id=message_id)
+        if not probe.has_message:
+            raise SessionNotFoundError(
+                f"message {message_id} of agent {agent_id!r} not found in session {session_id!r}"
+            )
+        raise self._sessions.refusal(session_id, probe, len(body.raw))
+
+    def read_message(self, session_id: str, agent_id: str, message_id: int) -> Document | None:
+        """Filter the array on the server, so only that message travels."""
+        matching = {
+            "$filter": {
+                "input": {"$ifNull": [f"$agents.{agent_id}.messages", []]},
+                "cond": {"$eq": ["$$this.message_id", message_id]},
+            }
+        }
+        pipeline: list[Document] = [{"$match": {"_id": session_id}}, {"$project": {"_id": 0, "found": matching}}]
+        found = [message for document in self._sessions.collection.aggregate(pipeline) for message in document["found"]]
+        return found[0] if found else None
+
+    def read_messages(self, session_id: str, agent_id: str, offset: int, limit: int | None) -> list[Document]:
+        """Slice the array on the server with a ``$slice`` projection."""
+        path = f"agents.{agent_id}"
+        count = END_OF_ARRAY if limit is None else max(limit, 1)
+        projection = {f"{path}.messages": {"$slice": [offset, count]}, f"{path}.agent_id": 1}
+        document = self._sessions.find(session_id, projection)
+        if document is None:
+            raise SessionNotFoundError(f"session {session_id!r} not found")
+        entry = (document.get("agents") or {}).get(agent_id)
+        if entry is None:
+            raise SessionNotFoundError(f"agent {agent_id!r} not found in session {session_id!r}")
+        messages: list[Document] = entry.get("messages") or []
+        return messages[:limit]
+
+    def read_for_resume(self, session_id: str) -> Document | None:
+        """One aggregation: the session document, each agent's array sliced from its offset."""
+        documents = list(self._sessions.collection.aggregate(_resume_pipeline(session_id)))
+        return documents[0] if documents else None
+
+    def metrics_rows(self, session_id: str) -> list[Document]:
+        """Unwind each agent's array and sum per agent, in one aggregation."""
+        pipeline: list[Document] = [
+            {"$match": {"_id": session_id}},
+            {"$project": {"agent": {"$objectToArray": {"$ifNull": ["$agents", {}]}}}},
+            {"$unwind": {"path": "$agent", "preserveNullAndEmptyArrays": True}},
+            {"$project": {"agent_id": "$agent.k", "message": "$agent.v.messages"}},
+            {"$unwind": {"path": "$message", "preserveNullAndEmptyArrays": True}},
+            *metrics.totals_per_agent_stages(),
+        ]
+        rows = list(self._sessions.collection.aggregate(pipeline))
+        if not rows:  # a session with no agents still yields one row (agent_id missing)
+            raise SessionNotFoundError(f"session {session_id!r} not found")
+        return [row for row in rows if row["_id"] is not None]
+
+    def delete_session(self, session_id: str) -> bool:
+        """Delete the one document that holds everything."""
+        return self._sessions.collection.delete_one({"_id": session_id}).deleted_count == 1
+
+
+def _resume_pipeline(session_id: str) -> list[Document]:
+    """Read one session with each agent's messages sliced from where its conversation manager left off."""
+    offset = {"$max": [0, {"$ifNull": ["$$agent.v.conversation_manager_state.removed_message_count", 0]}]}
+    sliced_agent = {
+        "$mergeObjects": [
+            "$$agent.v",
+            {
+                "messages_offset": offset,
+                "messages": {"$slice": [{"$ifNull": ["$$agent.v.messages", []]}, offset, END_OF_ARRAY]},
+            },
+        ]
+    }
+    agents = {"$objectToArray": {"$ifNull": ["$agents", {}]}}
+    return [
+        {"$match": {"_id": session_id}},
+        {
+            "$set": {
+                "agents": {
+                    "$arrayToObject": {
+                        "$map": {"input": agents, "as": "agent", "in": {"k": "$$agent.k", "v": sliced_agent}}
+                    }
+                }
+            }
+        },
+    ]

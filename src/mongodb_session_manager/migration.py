@@ -1,0 +1,158 @@
+"""Moving sessions from the embedded layout to the split layout without losing a message.
+
+For each embedded session, one at a time:
+
+1. copy every agent's messages into the messages collection, as upserts keyed by
+   ``(session_id, agent_id, message_id)``, so copying again (a re-run, a retry) changes nothing;
+2. verify, per agent, that the messages collection holds exactly as many messages as the session
+   document (and, so, every one of its ids);
+3. only then remove the arrays from the session document and mark it ``split``, in one update
+   whose filter says the document is still the one that was copied (same ``updated_at``, same
+   number of agents and of messages per agent). If a live writer changed it meanwhile, the
+   session is copied again, up to ``max_attempts`` times.
+
+Sessions already split are skipped, so an interrupted migration is resumed by running it again.
+A session that fails verification is left untouched (still embedded) and reported.
+"""
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pymongo import ReplaceOne
+from pymongo.collection import Collection
+from pymongo.database import Database
+
+from ._documents import Document
+from ._indexes import ensure_indexes
+from ._session_documents import LAYOUT_FIELD, layout_condition, stored_layout
+from ._split_layout import MESSAGE_INDEXES, default_messages_collection_name, split_message_document
+from .errors import InvalidIdentifierError, MongoDBSessionError
+from .validation import validate_field_name
+
+logger = logging.getLogger(__name__)
+
+COPY_BATCH = 500
+"""Messages per ``bulkWrite`` while copying."""
+
+
+class MigrationError(MongoDBSessionError):
+    """A session could not be migrated; it was left as it was."""
+
+
+@dataclass
+class MigrationReport:
+    """What a migration did."""
+
+    sessions_to_migrate: int = 0
+    migrated: int = 0
+    messages_copied: int = 0
+    failed: dict[str, str] = field(default_factory=dict)
+    """Session id -> why it was left in the embedded layout."""
+
+
+def count_embedded_sessions(sessions: Collection[Document]) -> int:
+    """How many sessions in ``sessions`` are stored in the embedded layout."""
+    return sessions.count_documents(layout_condition("embedded"))
+
+
+def migrate_to_split(
+    database: Database[Document],
+    collection_name: str = "sessions",
+    messages_collection_name: str | None = None,
+    *,
+    batch_size: int = 100,
+    max_attempts: int = 3,
+    on_session_done: Callable[[str], None] | None = None,
+) -> MigrationReport:
+    """Move every embedded session of ``collection_name`` to the split layout (see the module docstring).
+
+    ``on_session_done`` is called after each session, migrated or not (for a progress bar).
+    """
+    sessions = database[collection_name]
+    messages = database[messages_collection_name or default_messages_collection_name(collection_name)]
+    ensure_indexes(messages, MESSAGE_INDEXES)
+    report = MigrationReport(sessions_to_migrate=count_embedded_sessions(sessions))
+    embedded = layout_condition("embedded")
+    last_id: Any = None
+    while True:
+        query = embedded if last_id is None else {**embedded, "_id": {"$gt": last_id}}
+        batch = [document["_id"] for document in sessions.find(query, {"_id": 1}).sort("_id", 1).limit(batch_size)]
+        if not batch:
+            return report
+        for session_id in batch:
+            try:
+                report.messages_copied += _migrate_session(sessions, messages, session_id, max_attempts)
+                report.migrated += 1
+            except MigrationError as error:
+                logger.error("session_id=<%s> | not migrated: %s", session_id, error)
+                report.failed[str(session_id)] = str(error)
+            if on_session_done is not None:
+                on_session_done(str(session_id))
+        last_id = batch[-1]
+
+
+def _migrate_session(
+    sessions: Collection[Document], messages: Collection[Document], session_id: Any, max_attempts: int
+) -> int:
+    """Copy, verify and switch one session; return how many messages it holds."""
+    for attempt in range(1, max_attempts + 1):
+        document = sessions.find_one({"_id": session_id})
+        if document is None or stored_layout(document) != "embedded":
+            return 0  # deleted or migrated by someone else meanwhile
+        agents: dict[str, Document] = document.get("agents") or {}
+        counts = {agent_id: _copy_agent(messages, session_id, agent_id, entry) for agent_id, entry in agents.items()}
+        unchanged: Document = {
+            "_id": session_id,
+            "updated_at": document.get("updated_at"),
+            **layout_condition("embedded"),
+            "$expr": {
+                "$and": [
+                    {"$eq": [{"$size": {"$objectToArray": {"$ifNull": ["$agents", {}]}}}, len(agents)]},
+                    *(
+                        {"$eq": [{"$size": {"$ifNull": [f"$agents.{agent_id}.messages", []]}}, count]}
+                        for agent_id, count in counts.items()
+                    ),
+                ]
+            },
+        }
+        switch: Document = {"$set": {LAYOUT_FIELD: "split"}}
+        if agents:
+            switch["$unset"] = {f"agents.{agent_id}.messages": "" for agent_id in agents}
+        if sessions.update_one(unchanged, switch).matched_count == 1:
+            logger.info("session_id=<%s> | migrated %d messages", session_id, sum(counts.values()))
+            return sum(counts.values())
+        logger.warning("session_id=<%s> | changed during attempt %d; copying again", session_id, attempt)
+    raise MigrationError(f"kept changing while being migrated ({max_attempts} attempts); run the migration again")
+
+
+def _copy_agent(messages: Collection[Document], session_id: Any, agent_id: str, entry: Document) -> int:
+    """Upsert the agent's messages into ``messages`` and verify they are all there; return the count."""
+    try:
+        validate_field_name(agent_id, "agent_id")
+    except InvalidIdentifierError as error:
+        raise MigrationError(str(error)) from None
+    stored: list[Document] = entry.get("messages") or []
+    ids = [message.get("message_id") for message in stored]
+    if len(set(ids)) != len(ids):
+        raise MigrationError(f"agent {agent_id!r} has {len(ids)} messages but {len(set(ids))} distinct message ids")
+    for start in range(0, len(stored), COPY_BATCH):
+        messages.bulk_write(
+            [
+                ReplaceOne(
+                    {"session_id": session_id, "agent_id": agent_id, "message_id": message["message_id"]},
+                    split_message_document(session_id, agent_id, message),
+                    upsert=True,
+                )
+                for message in stored[start : start + COPY_BATCH]
+            ],
+            ordered=False,
+        )
+    copied = messages.count_documents({"session_id": session_id, "agent_id": agent_id})
+    if copied != len(stored):
+        raise MigrationError(
+            f"agent {agent_id!r}: the session document holds {len(stored)} messages but the messages collection "
+            f"holds {copied}; nothing was removed"
+        )
+    return len(stored)
