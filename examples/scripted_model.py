@@ -175,6 +175,7 @@ class ScriptedModel(Model):
         latency_ms: int = 100,
         word_delay_ms: float = 0,
         model_id: str = "scripted",
+        record_calls: bool = True,
     ) -> None:
         """Create a model that answers call ``n`` with ``script[n]``.
 
@@ -186,6 +187,8 @@ class ScriptedModel(Model):
             word_delay_ms: When positive, text is streamed one word per event with this pause
                 between words, like a real model typing; otherwise it arrives in one event.
             model_id: Reported in ``get_config()``.
+            record_calls: Keep a deep copy of every request in ``calls`` (tests read it). Turn it
+                off in benchmarks: copying the whole history costs more with every turn.
         """
         self._script: list[Turn] = list(script)
         for turn in self._script:
@@ -200,7 +203,9 @@ class ScriptedModel(Model):
             "word_delay_ms": word_delay_ms,
         }
         self.calls: list[Messages] = []
-        """A deep copy of the messages sent on each call, in call order."""
+        """A deep copy of the messages sent on each call, in call order (if ``record_calls``)."""
+        self._record_calls = record_calls
+        self._call_count = 0
 
     @classmethod
     def echo(cls, script: Iterable[Turn] = (), **kwargs: Any) -> ScriptedModel:
@@ -270,12 +275,14 @@ class ScriptedModel(Model):
 
     def _next_reply(self, messages: Messages) -> Reply:
         with self._lock:
-            self.calls.append(copy.deepcopy(messages))
+            self._call_count += 1
+            if self._record_calls:
+                self.calls.append(copy.deepcopy(messages))
             if self._position < len(self._script):
                 turn = self._script[self._position]
                 self._position += 1
                 return _as_reply(turn)
-            call_number = len(self.calls)
+            call_number = self._call_count
         if self._fallback is None:
             raise ScriptExhaustedError(
                 f"ScriptedModel has {len(self._script)} scripted turn(s) but was called "

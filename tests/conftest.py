@@ -24,6 +24,7 @@ from mongodb_session_manager import (
 )
 
 from command_counter import CommandCounter
+from stored_sessions import LAYOUTS, StoredSessions
 
 Client = MongoClient[dict[str, Any]]
 
@@ -97,18 +98,32 @@ def counting_client(mongodb_uri: str) -> Iterator[tuple[Client, CommandCounter]]
         client.close()
 
 
-@pytest.fixture
-def repository(mongo_client: Client, database_name: str) -> MongoDBSessionRepository:
-    """A repository on this test's database, borrowing the shared client."""
-    return MongoDBSessionRepository(client=mongo_client, database_name=database_name)
+@pytest.fixture(params=LAYOUTS)
+def layout(request: pytest.FixtureRequest) -> str:
+    """The message layout under test: every test using it runs once per layout."""
+    layout_name: str = request.param
+    return layout_name
 
 
 @pytest.fixture
-def new_manager(mongo_client: Client, database_name: str) -> Callable[..., MongoDBSessionManager]:
-    """Make managers on this test's database, borrowing the shared client: ``new_manager("s1")``."""
+def stored(mongo_db: Database[dict[str, Any]], layout: str) -> StoredSessions:
+    """Read what this test's layout stored, straight from the database."""
+    return StoredSessions(mongo_db, layout)
+
+
+@pytest.fixture
+def repository(mongo_client: Client, database_name: str, layout: str) -> MongoDBSessionRepository:
+    """A repository on this test's database and layout, borrowing the shared client."""
+    return MongoDBSessionRepository(client=mongo_client, database_name=database_name, layout=layout)
+
+
+@pytest.fixture
+def new_manager(mongo_client: Client, database_name: str, layout: str) -> Callable[..., MongoDBSessionManager]:
+    """Make managers on this test's database and layout, borrowing the shared client: ``new_manager("s1")``."""
 
     def make(session_id: str, **kwargs: Any) -> MongoDBSessionManager:
         kwargs.setdefault("client", mongo_client)
+        kwargs.setdefault("layout", layout)
         return MongoDBSessionManager(session_id, database_name=database_name, **kwargs)
 
     return make

@@ -4,9 +4,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import bson
 import pytest
-from pymongo.database import Database
 from strands import Agent, tool
 from strands.agent.conversation_manager import SlidingWindowConversationManager
 
@@ -14,8 +12,8 @@ from mongodb_session_manager import MongoDBSessionManager, MongoDBSessionReposit
 
 from command_counter import CommandCounter
 from scripted_model import Reply, ScriptedModel, ToolCall
+from stored_sessions import StoredSessions
 
-Db = Database[dict[str, Any]]
 NewManager = Callable[..., MongoDBSessionManager]
 
 
@@ -25,36 +23,30 @@ def add(a: int, b: int) -> int:
     return a + b
 
 
-def stored_messages(mongo_db: Db, session_id: str = "s1", agent_id: str = "default") -> list[dict[str, Any]]:
-    document = mongo_db["sessions"].find_one({"_id": session_id})
-    assert document is not None
-    messages: list[dict[str, Any]] = document["agents"][agent_id]["messages"]
-    return messages
-
-
 def texts(messages: list[Any]) -> list[str]:
     return [block["text"] for message in messages for block in message["content"] if "text" in block]
 
 
-def test_plain_turns_are_stored_in_order(new_manager: NewManager, mongo_db: Db) -> None:
+def test_plain_turns_are_stored_in_order(new_manager: NewManager, stored: StoredSessions) -> None:
     agent = Agent(model=ScriptedModel(["hello!", "fine"]), session_manager=new_manager("s1"), callback_handler=None)
     agent("hi")
     agent("how are you?")
-    stored = stored_messages(mongo_db)
-    assert [m["message_id"] for m in stored] == [0, 1, 2, 3]
-    assert [m["message"]["role"] for m in stored] == ["user", "assistant", "user", "assistant"]
-    assert texts([m["message"] for m in stored]) == ["hi", "hello!", "how are you?", "fine"]
+    messages = stored.messages("s1", "default")
+    assert [m["message_id"] for m in messages] == [0, 1, 2, 3]
+    assert [m["message"]["role"] for m in messages] == ["user", "assistant", "user", "assistant"]
+    assert texts([m["message"] for m in messages]) == ["hi", "hello!", "how are you?", "fine"]
 
 
-def test_metrics_are_recorded_on_assistant_messages(new_manager: NewManager, mongo_db: Db) -> None:
+def test_metrics_are_recorded_on_assistant_messages(new_manager: NewManager, stored: StoredSessions) -> None:
     model = ScriptedModel(["one two three", "four"], latency_ms=250)
     agent = Agent(model=model, session_manager=new_manager("s1"), callback_handler=None)
     agent("first")
     agent("second")
 
-    stored = stored_messages(mongo_db)
-    assert all("event_loop_metrics" not in m for m in stored if m["message"]["role"] == "user")
-    first, second = (m["event_loop_metrics"] for m in stored if m["message"]["role"] == "assistant")
+    messages = stored.messages("s1", "default")
+    assert len(messages) == 4
+    assert all("event_loop_metrics" not in m for m in messages if m["message"]["role"] == "user")
+    first, second = (m["event_loop_metrics"] for m in messages if m["message"]["role"] == "assistant")
     # per-call usage: input = 10 per message sent, output = words
     assert first["usage"] == {"inputTokens": 10, "outputTokens": 3, "totalTokens": 13}
     assert second["usage"] == {"inputTokens": 30, "outputTokens": 1, "totalTokens": 31}
@@ -108,29 +100,29 @@ def test_resume_with_new_manager_and_new_agent(new_manager: NewManager) -> None:
     assert texts(again.messages) == ["my name is Ana", "noted", "who am I?", "hi Ana"]
 
 
-def test_tool_call_turn(new_manager: NewManager, mongo_db: Db) -> None:
+def test_tool_call_turn(new_manager: NewManager, stored: StoredSessions) -> None:
     model = ScriptedModel([ToolCall("add", {"a": 2, "b": 3}), "2 + 3 = 5"])
     agent = Agent(model=model, tools=[add], session_manager=new_manager("s1"), callback_handler=None)
     agent("add 2 and 3")
 
-    stored = [m["message"] for m in stored_messages(mongo_db)]
-    assert [m["role"] for m in stored] == ["user", "assistant", "user", "assistant"]
-    assert stored[1]["content"][0]["toolUse"]["input"] == {"a": 2, "b": 3}
-    assert stored[2]["content"][0]["toolResult"]["content"] == [{"text": "5"}]
+    messages = [m["message"] for m in stored.messages("s1", "default")]
+    assert [m["role"] for m in messages] == ["user", "assistant", "user", "assistant"]
+    assert messages[1]["content"][0]["toolUse"]["input"] == {"a": 2, "b": 3}
+    assert messages[2]["content"][0]["toolResult"]["content"] == [{"text": "5"}]
     resumed = Agent(model=ScriptedModel([]), tools=[add], session_manager=new_manager("s1"), callback_handler=None)
     assert resumed.messages[1]["content"][0]["toolUse"]["name"] == "add"
     assert resumed.messages[2]["content"][0]["toolResult"]["status"] == "success"
 
 
-def test_several_agents_keep_separate_histories(new_manager: NewManager, mongo_db: Db) -> None:
+def test_several_agents_keep_separate_histories(new_manager: NewManager, stored: StoredSessions) -> None:
     manager = new_manager("s1")
     writer = Agent(model=ScriptedModel(["draft"]), agent_id="writer", session_manager=manager, callback_handler=None)
     critic = Agent(model=ScriptedModel(["meh"]), agent_id="critic", session_manager=manager, callback_handler=None)
     writer("write")
     critic("judge")
 
-    assert texts([m["message"] for m in stored_messages(mongo_db, agent_id="writer")]) == ["write", "draft"]
-    assert texts([m["message"] for m in stored_messages(mongo_db, agent_id="critic")]) == ["judge", "meh"]
+    assert texts([m["message"] for m in stored.messages("s1", "writer")]) == ["write", "draft"]
+    assert texts([m["message"] for m in stored.messages("s1", "critic")]) == ["judge", "meh"]
     manager = new_manager("s1")
     critic_again = Agent(model=ScriptedModel([]), agent_id="critic", session_manager=manager, callback_handler=None)
     writer_again = Agent(model=ScriptedModel([]), agent_id="writer", session_manager=manager, callback_handler=None)
@@ -139,7 +131,11 @@ def test_several_agents_keep_separate_histories(new_manager: NewManager, mongo_d
 
 
 def test_sliding_window_resumes_from_its_offset(
-    counting_client: tuple[Any, CommandCounter], new_manager: NewManager, mongo_db: Db, database_name: str
+    counting_client: tuple[Any, CommandCounter],
+    new_manager: NewManager,
+    stored: StoredSessions,
+    layout: str,
+    database_name: str,
 ) -> None:
     def window() -> SlidingWindowConversationManager:
         return SlidingWindowConversationManager(window_size=4, should_truncate_results=False)
@@ -152,13 +148,13 @@ def test_sliding_window_resumes_from_its_offset(
     )
     for turn in range(6):
         agent(f"turn {turn}" + " padding" * (200 if turn < 4 else 0))
-    assert len(stored_messages(mongo_db)) == 12
-    document_bytes = len(bson.encode(mongo_db["sessions"].find_one({"_id": "s1"})))
+    assert len(stored.messages("s1", "default")) == 12
+    stored_bytes = stored.total_bytes("s1")
     removed = agent.conversation_manager.removed_message_count
     assert removed == 8
 
     client, counter = counting_client
-    MongoDBSessionRepository(client=client, database_name=database_name)  # index set-up, outside the count
+    MongoDBSessionRepository(client=client, database_name=database_name, layout=layout)  # indexes, outside the count
     counter.reset()
     manager = new_manager("s1", client=client)
     resumed = Agent(
@@ -166,37 +162,40 @@ def test_sliding_window_resumes_from_its_offset(
     )
     assert resumed.conversation_manager.removed_message_count == removed
     assert texts(resumed.messages) == ["turn 4", "echo: turn 4", "turn 5", "echo: turn 5"]
-    # the whole resume was one read, and it carried only the messages past the offset
-    [resume_read] = counter.commands()
-    assert resume_read.name == "aggregate"
-    assert resume_read.reply_bytes is not None
-    assert resume_read.reply_bytes < document_bytes / 4
+    # the resume was one read (embedded) or the session plus one messages read (split),
+    # and it carried only the messages past the offset
+    reads = counter.commands()
+    assert [read.name for read in reads] == (["aggregate"] if layout == "embedded" else ["find", "find"])
+    assert all(read.reply_bytes is not None for read in reads)
+    assert sum(read.reply_bytes or 0 for read in reads) < stored_bytes / 4
     resumed("turn 6")
-    ids = [m["message_id"] for m in stored_messages(mongo_db)]
-    assert ids == list(range(14))
+    assert stored.message_ids("s1", "default") == list(range(14))
 
 
-def test_guardrail_redaction_is_persisted(new_manager: NewManager, mongo_db: Db) -> None:
+def test_guardrail_redaction_is_persisted(new_manager: NewManager, stored: StoredSessions) -> None:
     model = ScriptedModel([Reply("I cannot help with that.", redact_user_input="[User input redacted.]")])
     agent = Agent(model=model, session_manager=new_manager("s1"), callback_handler=None)
     agent("my card number is 4111 1111 1111 1111")
 
-    user = stored_messages(mongo_db)[0]
+    messages = stored.messages("s1", "default")
+    user = messages[0]
     assert user["redact_message"]["content"] == [{"text": "[User input redacted.]"}]
     # like Strands' own repositories, the rewrite replaces the stored original: the guardrail's point
-    assert "4111" not in str(mongo_db["sessions"].find_one({"_id": "s1"}))
+    assert "4111" not in str(stored.document("s1"))
+    assert "4111" not in str(messages)
+    assert "redacted" in str(messages)  # the check above looked where the messages are
     resumed = Agent(model=ScriptedModel([]), session_manager=new_manager("s1"), callback_handler=None)
     assert texts(resumed.messages)[0] == "[User input redacted.]"
     assert "4111" not in str(resumed.messages)
 
 
-async def test_stream_async_persists_the_streamed_turn(new_manager: NewManager, mongo_db: Db) -> None:
+async def test_stream_async_persists_the_streamed_turn(new_manager: NewManager, stored: StoredSessions) -> None:
     agent = Agent(model=ScriptedModel(["streamed answer"]), session_manager=new_manager("s1"), callback_handler=None)
     chunks = [event["data"] async for event in agent.stream_async("stream please") if "data" in event]
     assert "".join(chunks) == "streamed answer"
-    stored = stored_messages(mongo_db)
-    assert texts([m["message"] for m in stored]) == ["stream please", "streamed answer"]
-    assert stored[1]["event_loop_metrics"]["usage"]["outputTokens"] == 2
+    messages = stored.messages("s1", "default")
+    assert texts([m["message"] for m in messages]) == ["stream please", "streamed answer"]
+    assert messages[1]["event_loop_metrics"]["usage"]["outputTokens"] == 2
 
 
 def test_agent_built_long_after_its_manager_reads_the_current_conversation(

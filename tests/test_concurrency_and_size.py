@@ -8,13 +8,15 @@ from typing import Any
 import pytest
 from pymongo.database import Database
 from strands import Agent
+from strands.types.exceptions import EventLoopException
 from strands.types.session import Session, SessionAgent, SessionMessage, SessionType
 
 from mongodb_session_manager import MongoDBSessionManager, MongoDBSessionRepository
+from mongodb_session_manager._session_documents import MAX_DOCUMENT_BYTES
 from mongodb_session_manager.errors import SessionConflictError, SessionTooLargeError, StaleAgentError
-from mongodb_session_manager.mongodb_session_repository import MAX_DOCUMENT_BYTES
 
 from scripted_model import ScriptedModel
+from stored_sessions import StoredSessions
 
 Db = Database[dict[str, Any]]
 THREADS = 8
@@ -51,13 +53,13 @@ def message(message_id: int, text: str) -> SessionMessage:
 
 
 def test_same_message_id_from_two_writers_only_one_wins(
-    repository: MongoDBSessionRepository, mongo_client: Any, database_name: str, mongo_db: Db
+    repository: MongoDBSessionRepository, mongo_client: Any, database_name: str, stored: StoredSessions, layout: str
 ) -> None:
     repository.create_session(Session(session_id="s1", session_type=SessionType.AGENT))
     repository.create_agent("s1", SessionAgent(agent_id="a1", state={}, conversation_manager_state={}))
 
     def append(index: int) -> int:
-        own = MongoDBSessionRepository(client=mongo_client, database_name=database_name)
+        own = MongoDBSessionRepository(client=mongo_client, database_name=database_name, layout=layout)
         own.create_message("s1", "a1", message(0, f"writer {index}"))
         return index
 
@@ -65,14 +67,12 @@ def test_same_message_id_from_two_writers_only_one_wins(
     assert len(winners) == 1
     assert len(errors) == THREADS - 1
     assert all(isinstance(error, SessionConflictError) for error in errors), errors
-    document = mongo_db["sessions"].find_one({"_id": "s1"})
-    assert document is not None
-    [stored] = document["agents"]["a1"]["messages"]
-    assert stored["message"]["content"] == [{"text": f"writer {winners[0]}"}]
+    [kept] = stored.messages("s1", "a1")
+    assert kept["message"]["content"] == [{"text": f"writer {winners[0]}"}]
 
 
 def test_stale_manager_gets_a_conflict_and_changes_nothing(
-    new_manager: Callable[..., MongoDBSessionManager], mongo_db: Db
+    new_manager: Callable[..., MongoDBSessionManager], stored: StoredSessions
 ) -> None:
     first = Agent(model=ScriptedModel(["one"]), session_manager=new_manager("s1"), callback_handler=None)
     first("hello")
@@ -80,7 +80,8 @@ def test_stale_manager_gets_a_conflict_and_changes_nothing(
     left = Agent(model=ScriptedModel(["left"]), session_manager=new_manager("s1"), callback_handler=None)
     right = Agent(model=ScriptedModel(["right"]), session_manager=new_manager("s1"), callback_handler=None)
     left("from left")
-    before = mongo_db["sessions"].find_one({"_id": "s1"})
+    before = stored.everything()
+    assert stored.message_ids("s1", "default") == [0, 1, 2, 3]
     # ... the second writer of message 2 is refused with a typed error
     with pytest.raises(SessionConflictError, match="message 2"):
         right("from right")
@@ -88,14 +89,14 @@ def test_stale_manager_gets_a_conflict_and_changes_nothing(
     right.state.set("written_by", "right")
     with pytest.raises(StaleAgentError):
         right("again from right")
-    assert mongo_db["sessions"].find_one({"_id": "s1"}) == before
+    assert stored.everything() == before
     # a new Agent resumes what the winner stored
     fresh = Agent(model=ScriptedModel([]), session_manager=new_manager("s1"), callback_handler=None)
     assert [m["content"][0]["text"] for m in fresh.messages] == ["hello", "one", "from left", "left"]
 
 
 def test_concurrent_first_requests_for_a_new_session_all_succeed(
-    new_manager: Callable[..., MongoDBSessionManager], mongo_db: Db
+    new_manager: Callable[..., MongoDBSessionManager], mongo_db: Db, stored: StoredSessions
 ) -> None:
     managers, errors = run_together(THREADS, lambda _: new_manager("brand-new"))
     assert errors == []
@@ -109,13 +110,11 @@ def test_concurrent_first_requests_for_a_new_session_all_succeed(
     assert all(isinstance(error, SessionConflictError) for error in agent_errors), agent_errors
     assert len(answers) + len(agent_errors) == THREADS
     assert answers, "no writer got through"
-    document = mongo_db["sessions"].find_one({"_id": "brand-new"})
-    assert document is not None
     # every stored turn is complete and in order: no duplicate, no gap, nothing from a refused writer
-    ids = [m["message_id"] for m in document["agents"]["default"]["messages"]]
-    assert ids == list(range(2 * len(answers)))
+    assert stored.message_ids("brand-new", "default") == list(range(2 * len(answers)))
 
 
+@pytest.mark.parametrize("layout", ["embedded"], indirect=True)  # the split layout has no session-size limit
 def test_write_that_would_pass_16_mib_is_refused_before_it_happens(
     repository: MongoDBSessionRepository, mongo_db: Db, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -154,14 +153,148 @@ def test_write_that_would_pass_16_mib_is_refused_before_it_happens(
     repository.update_metadata("big", {"status": "full"})
 
 
-def test_single_message_larger_than_the_limit_is_refused(repository: MongoDBSessionRepository, mongo_db: Db) -> None:
+def test_single_message_larger_than_the_limit_is_refused(
+    repository: MongoDBSessionRepository, mongo_db: Db, stored: StoredSessions
+) -> None:
     repository.create_session(Session(session_id="s1", session_type=SessionType.AGENT))
     repository.create_agent("s1", SessionAgent(agent_id="a1", state={}, conversation_manager_state={}))
+    before = stored.everything()
     with pytest.raises(SessionTooLargeError, match="'s1'"):
         repository.create_message("s1", "a1", message(0, "y" * (17 * 1024 * 1024)))
     with pytest.raises(SessionTooLargeError):
         repository.update_metadata("s1", {"blob": "z" * (17 * 1024 * 1024)})
+    assert stored.everything() == before
+    assert stored.messages("s1", "a1") == []
     document = mongo_db["sessions"].find_one({"_id": "s1"})
     assert document is not None
-    assert document["agents"]["a1"]["messages"] == []
     assert document["metadata"] == {}
+
+
+TURNS = 10
+
+
+def unwrapped(error: BaseException) -> BaseException:
+    """The library's error inside Strands' ``EventLoopException`` (raised for writes during a model turn)."""
+    return error.original_exception if isinstance(error, EventLoopException) else error
+
+
+def test_eight_writers_take_ten_turns_each_on_one_agent(
+    new_manager: Callable[..., MongoDBSessionManager], stored: StoredSessions
+) -> None:
+    """Eight processes' worth of managers and Agents share one conversation; none of them can corrupt it."""
+    new_manager("shared")  # the session exists before the writers start
+    barrier = threading.Barrier(THREADS)
+    lock = threading.Lock()
+    completed: list[str] = []  # the prompt of every turn that returned normally
+    conflicted: list[str] = []  # the prompt of every turn refused with SessionConflictError
+    stale: list[BaseException] = []  # what a refused Agent raised when used again
+    unexpected: list[BaseException] = []
+
+    def new_agent() -> Agent:
+        return Agent(model=ScriptedModel.echo(), session_manager=new_manager("shared"), callback_handler=None)
+
+    def writer(index: int) -> None:
+        agent = new_agent()  # every writer resumes the same (empty) conversation ...
+        barrier.wait()  # ... so all of them race for message 0 at once
+        for turn in range(TURNS):
+            prompt = f"writer {index} turn {turn}"
+            try:
+                agent(prompt)
+            except (SessionConflictError, EventLoopException) as error:
+                # a refused user message raises as it is; Strands wraps one refused inside its event loop
+                if not isinstance(unwrapped(error), SessionConflictError):
+                    with lock:
+                        unexpected.append(error)
+                    return
+                with lock:
+                    conflicted.append(prompt)
+                try:  # the refused Agent is stale: it must not write under a new id
+                    agent(f"{prompt} retried by the stale agent")
+                except BaseException as error:
+                    with lock:
+                        stale.append(error)
+                agent = new_agent()  # the documented recovery: resume from what is stored
+            except BaseException as error:
+                with lock:
+                    unexpected.append(error)
+                return
+            else:
+                with lock:
+                    completed.append(prompt)
+
+    threads = [threading.Thread(target=writer, args=(index,)) for index in range(THREADS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not any(thread.is_alive() for thread in threads)
+
+    assert unexpected == []
+    assert len(completed) + len(conflicted) == THREADS * TURNS
+    # all eight raced for message 0 from the same resume point: at most one could win it
+    assert len(conflicted) >= THREADS - 1
+    assert len(stale) == len(conflicted)
+    assert all(isinstance(error, StaleAgentError) for error in stale), stale
+    messages = stored.messages("shared", "default")
+    ids = [m["message_id"] for m in messages]
+    # no duplicate, no gap
+    assert ids == list(range(len(ids)))
+    texts = [m["message"]["content"][0]["text"] for m in messages]
+    assert len(set(texts)) == len(texts)
+    assert not any("retried by the stale agent" in text for text in texts)
+    # every completed turn is stored whole; a refused turn left at most its user message
+    for prompt in completed:
+        assert prompt in texts, prompt
+        assert f"echo: {prompt}" in texts, prompt
+    for prompt in conflicted:
+        assert f"echo: {prompt}" not in texts, prompt
+    assert 2 * len(completed) <= len(ids) <= 2 * len(completed) + len(conflicted)
+    # and the stored conversation resumes whole
+    resumed = new_agent()
+    assert [m["content"][0]["text"] for m in resumed.messages] == texts
+
+
+MIB = 1024 * 1024
+
+
+def test_a_mebibyte_per_turn(
+    new_manager: Callable[..., MongoDBSessionManager], stored: StoredSessions, layout: str
+) -> None:
+    """Embedded: refused before 16 MiB with nothing corrupted. Split: no session-size limit."""
+    turns = 20
+    agent = Agent(model=ScriptedModel(["ok"] * turns), session_manager=new_manager("big"), callback_handler=None)
+    completed = 0
+    refused: SessionTooLargeError | None = None
+    for turn in range(turns):
+        try:
+            agent(f"turn {turn} " + "x" * MIB)
+        except SessionTooLargeError as error:
+            refused = error
+            break
+        completed += 1
+    ids = stored.message_ids("big", "default")
+    if layout == "embedded":
+        assert refused is not None, "20 MiB were accepted into one session document"
+        assert 8 <= completed < 16
+        # the refused user message was not stored; every turn before it is stored whole
+        assert ids == list(range(2 * completed))
+        assert stored.total_bytes("big") < MAX_DOCUMENT_BYTES
+        with pytest.raises(StaleAgentError):
+            agent("after the refusal")
+        assert stored.message_ids("big", "default") == ids
+    else:
+        assert refused is None
+        assert completed == turns
+        assert ids == list(range(2 * turns))
+        assert stored.total_bytes("big") > turns * MIB > MAX_DOCUMENT_BYTES
+    resumed = Agent(model=ScriptedModel(["small answer"]), session_manager=new_manager("big"), callback_handler=None)
+    restored = [m["content"][0]["text"] for m in resumed.messages]
+    assert len(restored) == len(ids)
+    assert [text[: len(f"turn {n} ")] for text, n in zip(restored[::2], range(completed), strict=True)] == [
+        f"turn {n} " for n in range(completed)
+    ]
+    assert all(len(text) == len(f"turn {n} ") + MIB for n, text in enumerate(restored[::2]))
+    assert restored[1::2] == ["ok"] * completed
+    # the session still takes what fits
+    resumed("small")
+    assert stored.message_ids("big", "default") == list(range(len(ids) + 2))

@@ -44,6 +44,7 @@ from mongodb_session_manager.errors import (
 
 from command_counter import CommandCounter
 from scripted_model import ScriptedModel
+from stored_sessions import StoredSessions
 
 Client = MongoClient[dict[str, Any]]
 T = TypeVar("T")
@@ -223,47 +224,80 @@ def test_clients_the_library_opens_identify_it(mongodb_uri: str, database_name: 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork()")
 @pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning", "ignore::RuntimeWarning")
 def test_forked_child_opens_its_own_client_and_parent_keeps_its_own(
-    mongodb_uri: str, mongo_db: Database[dict[str, Any]], database_name: str
+    mongodb_uri: str, database_name: str, layout: str, stored: StoredSessions
 ) -> None:
-    factory = MongoDBSessionManagerFactory(connection_string=mongodb_uri, database_name=database_name, maxPoolSize=5)
+    factory = initialize_global_factory(
+        connection_string=mongodb_uri, database_name=database_name, layout=layout, maxPoolSize=5
+    )
     parent_client = MongoDBConnectionPool.get_client()
     assert parent_client is factory.client
-    parent_client_id = id(parent_client)
     parent_items = parent_client[database_name]["items"]
     parent_items.insert_one({"_id": "before-fork"})
+    assert run_turn(factory.create_session_manager("parent-session"), "before the fork", "one") == "one"
     assert stats()["connections"]["created"] >= 1
 
+    def texts(agent: Agent) -> list[tuple[str, str]]:
+        return [(m["role"], m["content"][0]["text"]) for m in agent.messages]
+
+    def stored_pairs(session_id: str) -> list[tuple[str, str]]:
+        """(role, text) of the stored messages, read straight from the database in this test's layout."""
+        return [
+            (m["message"]["role"], m["message"]["content"][0]["text"]) for m in stored.messages(session_id, "default")
+        ]
+
+    def resume(session_id: str) -> Agent:
+        manager = get_global_factory().create_session_manager(session_id)
+        return Agent(model=ScriptedModel(["resumed"]), session_manager=manager, callback_handler=None)
+
     def in_child() -> None:
+        assert get_global_factory() is factory
         child_client = MongoDBConnectionPool.get_client()
         assert child_client is not None
-        assert id(child_client) != parent_client_id
         assert child_client is not parent_client
         assert MongoDBConnectionPool.get_client() is child_client  # opened once, then shared
         assert factory.client is child_client
         assert stats()["connections"]["created"] == 0  # the child's figures start afresh
+        # It writes a session through the global factory, on its own client and the factory's layout ...
         manager = factory.create_session_manager("child-session")
         assert manager.repository.client is child_client
-        manager.repository.collection.database["items"].insert_one({"_id": "from-child", "pid": os.getpid()})
-        assert run_turn(manager, "hello from the child") == "hi"
-        assert stats()["connections"]["created"] >= 1
+        assert manager.repository.layout == layout
+        assert run_turn(manager, "hello from the child", "hi child") == "hi child"
+        child_client[database_name]["items"].insert_one({"_id": "from-child", "pid": os.getpid()})
+        # ... and reads sessions back: its own, and the one the parent stored before the fork.
+        assert texts(resume("child-session")) == [("user", "hello from the child"), ("assistant", "hi child")]
+        assert texts(resume("parent-session")) == [("user", "before the fork"), ("assistant", "one")]
+        assert stats()["connections"]["created"] >= 1  # connections of its own, counted in its own figures
+        assert stats()["connections"]["in_use"] == 0
 
     pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child
-        child_main(in_child)
+        child_main(in_child)  # a SIGALRM watchdog kills it after CHILD_TIMEOUT_S, so a hang fails the test
 
     assert wait_for_child(pid) == 0, "the child failed; its traceback is in the captured stderr"
 
+    # The parent still has its own client, and it works: it reads what the child stored and writes more.
     assert MongoDBConnectionPool.get_client() is parent_client
     assert factory.client is parent_client
+    assert get_global_factory() is factory
     parent_items.insert_one({"_id": "after-fork"})
     child_document = parent_items.find_one({"_id": "from-child"})
     assert child_document is not None
     assert child_document["pid"] == pid
     assert {d["_id"] for d in parent_items.find()} == {"before-fork", "from-child", "after-fork"}
-    assert stored_texts(mongo_db, "child-session") == [("user", "hello from the child"), ("assistant", "hi")]
-    manager = factory.create_session_manager("parent-session")
-    assert run_turn(manager, "hello from the parent") == "hi"
-    assert stored_texts(mongo_db, "parent-session") == [("user", "hello from the parent"), ("assistant", "hi")]
+    assert stored.document("child-session")["message_layout"] == layout
+    assert stored_pairs("child-session") == [("user", "hello from the child"), ("assistant", "hi child")]
+    continued = resume("child-session")
+    assert str(continued("and from the parent")).strip() == "resumed"
+    assert stored.message_ids("child-session", "default") == [0, 1, 2, 3]
+    parent_agent = resume("parent-session")
+    assert texts(parent_agent) == [("user", "before the fork"), ("assistant", "one")]
+    parent_agent("after the fork")
+    assert stored_pairs("parent-session") == [
+        ("user", "before the fork"),
+        ("assistant", "one"),
+        ("user", "after the fork"),
+        ("assistant", "resumed"),
+    ]
     assert stats()["connections"]["in_use"] == 0
 
 

@@ -10,6 +10,8 @@ from strands.types.session import Session, SessionAgent, SessionMessage, Session
 from mongodb_session_manager import MongoDBSessionRepository
 from mongodb_session_manager.errors import MongoDBSessionError, SessionNotFoundError
 
+from stored_sessions import MESSAGES, StoredSessions
+
 Db = Database[dict[str, Any]]
 
 
@@ -29,20 +31,21 @@ def text_message(message_id: int, text: str, role: str = "user") -> SessionMessa
     return SessionMessage.from_message({"role": role, "content": [{"text": text}]}, message_id)  # type: ignore[typeddict-item]
 
 
-def stored(mongo_db: Db, session_id: str = "s1") -> dict[str, Any]:
+def session_document(mongo_db: Db, session_id: str = "s1") -> dict[str, Any]:
     document = mongo_db["sessions"].find_one({"_id": session_id})
     assert document is not None
     return document
 
 
-def test_session_document_schema(repository: MongoDBSessionRepository, mongo_db: Db) -> None:
+def test_session_document_schema(repository: MongoDBSessionRepository, mongo_db: Db, layout: str) -> None:
     before = datetime.now(UTC) - timedelta(seconds=1)
     new_session(repository)
     new_agent(repository, color="blue")
     repository.create_message("s1", "a1", text_message(0, "hello"))
 
-    document = stored(mongo_db)
+    document = session_document(mongo_db)
     assert document["_id"] == document["session_id"] == "s1"
+    assert document["message_layout"] == layout
     assert document["session_type"] == "AGENT"
     assert isinstance(document["created_at"], datetime)
     assert isinstance(document["updated_at"], datetime)
@@ -53,7 +56,23 @@ def test_session_document_schema(repository: MongoDBSessionRepository, mongo_db:
     assert agent["agent_id"] == "a1"
     assert agent["state"] == {"color": "blue"}
     assert agent["conversation_manager_state"] == {"removed_message_count": 0}
-    [message] = agent["messages"]
+    if layout == "embedded":
+        [message] = agent["messages"]
+        assert mongo_db.list_collection_names() == ["sessions"]
+    else:
+        # one document per message, beside the session document, keyed by session, agent and message id
+        [message] = mongo_db[MESSAGES].find()
+        assert set(message) == {
+            "_id",
+            "session_id",
+            "agent_id",
+            "message_id",
+            "message",
+            "redact_message",
+            "created_at",
+            "updated_at",
+        }
+        assert (message["session_id"], message["agent_id"]) == ("s1", "a1")
     assert message["message_id"] == 0
     assert message["message"] == {"role": "user", "content": [{"text": "hello"}]}
     assert message["redact_message"] is None
@@ -96,41 +115,45 @@ def test_missing_things_read_as_none(repository: MongoDBSessionRepository) -> No
     assert repository.read_multi_agent("s1", "graph") is None
 
 
-def test_create_session_is_idempotent_and_keeps_created_at(repository: MongoDBSessionRepository, mongo_db: Db) -> None:
+def test_create_session_is_idempotent_and_keeps_created_at(
+    repository: MongoDBSessionRepository, stored: StoredSessions
+) -> None:
     new_session(repository)
     new_agent(repository)
     repository.create_message("s1", "a1", text_message(0, "kept"))
-    first = stored(mongo_db)
+    first = stored.everything()
 
     later = Session(session_id="s1", session_type=SessionType.AGENT, created_at="2030-01-01T00:00:00+00:00")
     repository.create_session(later)
 
-    again = stored(mongo_db)
-    assert again["created_at"] == first["created_at"]
-    assert again["agents"]["a1"]["messages"][0]["message"]["content"] == [{"text": "kept"}]
+    assert stored.everything() == first
+    [kept] = stored.messages("s1", "a1")
+    assert kept["message"]["content"] == [{"text": "kept"}]
 
 
 def test_updates_move_updated_at_but_not_created_at(repository: MongoDBSessionRepository, mongo_db: Db) -> None:
     new_session(repository)
     agent = new_agent(repository)
-    first = stored(mongo_db)
+    first = session_document(mongo_db)
     agent.state = {"step": 2}
     repository.update_agent("s1", agent)
-    second = stored(mongo_db)
+    second = session_document(mongo_db)
     assert second["created_at"] == first["created_at"]
     assert second["updated_at"] >= first["updated_at"]
     assert second["agents"]["a1"]["state"] == {"step": 2}
     assert second["agents"]["a1"]["created_at"] == first["agents"]["a1"]["created_at"]
 
 
-def test_create_agent_twice_keeps_the_existing_agent(repository: MongoDBSessionRepository, mongo_db: Db) -> None:
+def test_create_agent_twice_keeps_the_existing_agent(
+    repository: MongoDBSessionRepository, mongo_db: Db, stored: StoredSessions
+) -> None:
     new_session(repository)
     new_agent(repository, version=1)
     repository.create_message("s1", "a1", text_message(0, "first"))
     new_agent(repository, version=2)
-    agent = stored(mongo_db)["agents"]["a1"]
+    agent = session_document(mongo_db)["agents"]["a1"]
     assert agent["state"] == {"version": 1}
-    assert len(agent["messages"]) == 1
+    assert stored.message_ids("s1", "a1") == [0]
 
 
 def test_list_messages_offset_and_limit(repository: MongoDBSessionRepository) -> None:
@@ -156,7 +179,7 @@ def test_list_messages_of_missing_session_or_agent_raises(repository: MongoDBSes
         repository.list_messages("s1", "a1")
 
 
-def test_update_message_redacts_in_place(repository: MongoDBSessionRepository, mongo_db: Db) -> None:
+def test_update_message_redacts_in_place(repository: MongoDBSessionRepository, stored: StoredSessions) -> None:
     new_session(repository)
     new_agent(repository)
     for i in range(3):
@@ -165,7 +188,8 @@ def test_update_message_redacts_in_place(repository: MongoDBSessionRepository, m
     target.redact_message = {"role": "user", "content": [{"text": "[REDACTED]"}]}
     repository.update_message("s1", "a1", target)
 
-    messages = stored(mongo_db)["agents"]["a1"]["messages"]
+    messages = stored.messages("s1", "a1")
+    assert [m["message_id"] for m in messages] == [0, 1, 2]
     assert [m["redact_message"] for m in messages] == [
         None,
         {"role": "user", "content": [{"text": "[REDACTED]"}]},
@@ -176,39 +200,48 @@ def test_update_message_redacts_in_place(repository: MongoDBSessionRepository, m
     assert restored[0].to_message()["content"] == [{"text": "secret 0"}]
 
 
-def test_writes_to_missing_targets_raise_and_change_nothing(repository: MongoDBSessionRepository, mongo_db: Db) -> None:
+def test_writes_to_missing_targets_raise_and_change_nothing(
+    repository: MongoDBSessionRepository, mongo_db: Db, stored: StoredSessions
+) -> None:
     ghost_agent = SessionAgent(agent_id="ghost", state={}, conversation_manager_state={})
     with pytest.raises(SessionNotFoundError, match="session 'nope'"):
         repository.create_agent("nope", ghost_agent)
     with pytest.raises(SessionNotFoundError, match="session 'nope'"):
         repository.create_message("nope", "a1", text_message(0, "x"))
+    assert stored.everything() == {"sessions": [], MESSAGES: []}
     new_session(repository)
     new_agent(repository)
-    before = stored(mongo_db)
+    before = stored.everything()
     with pytest.raises(SessionNotFoundError, match="agent 'ghost'"):
         repository.update_agent("s1", ghost_agent)
     with pytest.raises(SessionNotFoundError, match="agent 'ghost'"):
         repository.create_message("s1", "ghost", text_message(0, "x"))
     with pytest.raises(SessionNotFoundError, match="message 5"):
         repository.update_message("s1", "a1", text_message(5, "x"))
-    assert stored(mongo_db) == before
+    assert stored.everything() == before
     assert not mongo_db["sessions"].find_one({"_id": "nope"})
 
 
-def test_delete_session(repository: MongoDBSessionRepository, mongo_db: Db) -> None:
+def test_delete_session(repository: MongoDBSessionRepository, mongo_db: Db, stored: StoredSessions) -> None:
     new_session(repository)
     new_session(repository, "other")
     new_agent(repository)
+    new_agent(repository, session_id="other")
     repository.create_message("s1", "a1", text_message(0, "bye"))
+    repository.create_message("s1", "a1", text_message(1, "bye again"))
+    repository.create_message("other", "a1", text_message(0, "stays"))
+    assert stored.message_ids("s1", "a1") == [0, 1]
     repository.delete_session("s1")
     assert mongo_db["sessions"].find_one({"_id": "s1"}) is None
+    assert stored.messages("s1", "a1") == []
     assert mongo_db["sessions"].find_one({"_id": "other"}) is not None
+    assert stored.message_ids("other", "a1") == [0]
     assert repository.read_session("s1") is None
     with pytest.raises(SessionNotFoundError):
         repository.delete_session("s1")
 
 
-def test_bytes_round_trip_as_bson_binary(repository: MongoDBSessionRepository, mongo_db: Db) -> None:
+def test_bytes_round_trip_as_bson_binary(repository: MongoDBSessionRepository, stored: StoredSessions) -> None:
     new_session(repository)
     new_agent(repository)
     image = bytes(range(256))
@@ -216,20 +249,21 @@ def test_bytes_round_trip_as_bson_binary(repository: MongoDBSessionRepository, m
         {"role": "user", "content": [{"image": {"format": "png", "source": {"bytes": image}}}]}, 0
     )
     repository.create_message("s1", "a1", message)
-    raw = stored(mongo_db)["agents"]["a1"]["messages"][0]["message"]["content"][0]["image"]["source"]["bytes"]
+    raw = stored.messages("s1", "a1")[0]["message"]["content"][0]["image"]["source"]["bytes"]
     assert raw == image
     [restored] = repository.list_messages("s1", "a1")
     assert restored.message["content"][0]["image"]["source"]["bytes"] == image
 
 
-def test_message_is_serialised_when_written(repository: MongoDBSessionRepository, mongo_db: Db) -> None:
+def test_message_is_serialised_when_written(repository: MongoDBSessionRepository, stored: StoredSessions) -> None:
     new_session(repository)
     new_agent(repository)
     content = {"role": "user", "content": [{"text": "original"}]}
     message = SessionMessage.from_message(content, 0)  # type: ignore[arg-type]
     repository.create_message("s1", "a1", message)
     content["content"][0]["text"] = "edited in place afterwards"  # type: ignore[index]
-    assert stored(mongo_db)["agents"]["a1"]["messages"][0]["message"]["content"] == [{"text": "original"}]
+    [written] = stored.messages("s1", "a1")
+    assert written["message"]["content"] == [{"text": "original"}]
 
 
 class TestMetadata:
@@ -237,19 +271,19 @@ class TestMetadata:
         new_session(repository)
         repository.update_metadata("s1", {"priority": "low", "owner": "ana", "tags": ["a"]})
         repository.update_metadata("s1", {"priority": "high", "nested": {"x": 1}})
-        assert stored(mongo_db)["metadata"] == {
+        assert session_document(mongo_db)["metadata"] == {
             "priority": "high",
             "owner": "ana",
             "tags": ["a"],
             "nested": {"x": 1},
         }
-        assert repository.get_metadata("s1") == stored(mongo_db)["metadata"]
+        assert repository.get_metadata("s1") == session_document(mongo_db)["metadata"]
 
     def test_delete_fields(self, repository: MongoDBSessionRepository, mongo_db: Db) -> None:
         new_session(repository)
         repository.update_metadata("s1", {"keep": 1, "drop": 2, "also_drop": 3})
         repository.delete_metadata("s1", ["drop", "also_drop", "never_existed"])
-        assert stored(mongo_db)["metadata"] == {"keep": 1}
+        assert session_document(mongo_db)["metadata"] == {"keep": 1}
 
     def test_missing_session_raises_instead_of_doing_nothing(
         self, repository: MongoDBSessionRepository, mongo_db: Db

@@ -23,9 +23,6 @@ class EmbeddedLayout:
         self._sessions = sessions
         self.new_agent_fields: Document = {"messages": []}
 
-    def session_created(self, session_id: str) -> None:
-        """Nothing to do: a new session document has no messages."""
-
     def agent_exists(self, session_id: str, agent_id: str) -> None:
         """Nothing to do: every write checks the agent in its own filter."""
 

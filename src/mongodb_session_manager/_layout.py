@@ -29,9 +29,6 @@ class MessageLayout(Protocol):
     new_agent_fields: Document
     """Fields a new agent entry in the session document starts with."""
 
-    def session_created(self, session_id: str) -> None:
-        """Called after ``session_id`` was newly inserted (not when it already existed)."""
-
     def agent_exists(self, session_id: str, agent_id: str) -> None:
         """Told that the agent exists (it was just created or read)."""
 

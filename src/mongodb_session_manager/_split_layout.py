@@ -7,9 +7,11 @@ range on ``message_id`` (Strands numbers each agent's messages 0, 1, 2, ..., so 
 id), and a resume is two reads: the session document, then every agent's messages at once.
 
 Messages carry no back-reference the server could check on insert, so an append checks that the
-agent exists only the first time this repository sees that agent. Deleting a session removes the
-session document first and its messages second; if that is interrupted, the leftover messages are
-removed when a session with the same id is created again, so they can never reappear in it.
+agent exists only the first time this repository sees that agent. Deleting a session removes its
+messages first and the session document last, so an interrupted delete leaves the session in
+place (with fewer messages) for a retry, never messages without a session. A writer elsewhere that
+keeps appending to a session while it is deleted can still leave messages behind: delete sessions
+that are no longer in use.
 """
 
 import threading
@@ -90,10 +92,6 @@ class SplitLayout:
     def messages(self) -> Collection[Document]:
         """The collection holding one document per message."""
         return self._messages
-
-    def session_created(self, session_id: str) -> None:
-        """Remove messages left behind by an interrupted deletion of an earlier session with this id."""
-        self._messages.delete_many({"session_id": session_id})
 
     def agent_exists(self, session_id: str, agent_id: str) -> None:
         """Remember the agent, so appends to it need no existence check."""
@@ -181,11 +179,10 @@ class SplitLayout:
         return [rows.get(agent_id) or metrics.empty_row(agent_id) for agent_id in sorted(found[0]["agent_ids"])]
 
     def delete_session(self, session_id: str) -> bool:
-        """Delete the session document, then its messages."""
-        existed = self._sessions.collection.delete_one({"_id": session_id}).deleted_count == 1
-        self._messages.delete_many({"session_id": session_id})
+        """Delete the messages, then the session document."""
         self._known_agents.forget_session(session_id)
-        return existed
+        self._messages.delete_many({"session_id": session_id})
+        return self._sessions.collection.delete_one({"_id": session_id}).deleted_count == 1
 
     def _require_agent(self, session_id: str, agent_id: str) -> None:
         """Raise unless the session exists in this layout and has the agent; remember it if so."""

@@ -187,13 +187,10 @@ class MongoDBSessionRepository(SessionRepository):
         insert_only = {**new_session_document(session), LAYOUT_FIELD: self.layout, "updated_at": now()}
         try:
             with self._snapshots.writing(session_id):
-                result = self._collection.update_one({"_id": session_id}, {"$setOnInsert": insert_only}, upsert=True)
+                self._collection.update_one({"_id": session_id}, {"$setOnInsert": insert_only}, upsert=True)
         except DuplicateKeyError:
             # Two upserts raced to insert the same _id; the other one created it, which is all we want.
             logger.debug("session_id=<%s> | concurrent creation, session already exists", session_id)
-            return session
-        if result.upserted_id is not None:
-            self._layout.session_created(session_id)
         return session
 
     def read_session(self, session_id: str, **kwargs: Any) -> Session | None:
