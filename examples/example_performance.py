@@ -1,7 +1,7 @@
 """A demonstration of why web apps should share one connection pool (not the benchmark suite).
 
-Each "request" creates a session manager for a new session, builds an Agent on it (one read)
-and runs one turn (two writes), the way a chat endpoint does. It is timed two ways, alternating:
+Each "request" creates a session manager for a new session, builds an Agent on it (one read,
+two creation writes) and runs one turn (two writes), the way a chat endpoint does. It is timed two ways, alternating:
 
 * new client: ``create_mongodb_session_manager(..., connection_string=uri)`` per request, closed
   afterwards: every request pays server discovery, connection handshakes and the index check;
@@ -9,11 +9,13 @@ and runs one turn (two writes), the way a chat endpoint does. It is timed two wa
   ``get_global_factory().create_session_manager(session_id)`` per request.
 
 It prints the median and p95 latency of each and their ratio. The figures depend on the machine
-and the server: the embedded SecantusDB server runs inside this process, and against a remote
-MongoDB (TLS, network round trips) a new client costs far more. The model is ``ScriptedModel``
-(no model latency), so the time measured is the session manager's and Strands' own; a real
-provider (``--provider``) would add its latency to both sides. The sessions created are deleted
-at the end unless ``--keep-sessions`` is given.
+and the server: the embedded SecantusDB server runs inside this process, while against a remote
+MongoDB a new client also pays network round trips, TLS and authentication, so the gap is
+usually wider. The model is ``ScriptedModel`` (no model latency), so the time measured is the
+session manager's and Strands' own; a real provider (``--provider``) would add its latency to
+both sides. After each request its session is read back and deleted, untimed
+(``--keep-sessions`` keeps them): the embedded server's lookups slow down as a collection grows,
+which would blur the comparison.
 
     uv run python examples/example_performance.py                  # 50 requests each way
     uv run python examples/example_performance.py --requests 200 --in-memory
@@ -70,7 +72,7 @@ def p95(values: list[float]) -> float:
 
 
 def timed_request(open_manager: Callable[[str], MongoDBSessionManager], session_id: str, model: Model) -> Timing:
-    """Milliseconds for one request: manager and Agent (resume read), one turn (two writes), close."""
+    """Milliseconds for one request: manager and Agent (setup), one turn, close."""
     started = time.perf_counter()
     with open_manager(session_id) as manager:
         agent = Agent(model=model, session_manager=manager, callback_handler=None)
@@ -110,11 +112,20 @@ def main() -> None:
         timings: dict[str, list[Timing]] = {name: [] for name in approaches}
         rounds = WARM_UP + args.requests
         print(f"\n{args.requests} timed requests per approach, alternating, after {WARM_UP} untimed warm-up each:")
+        sessions = factory.client[args.database]["sessions"]
+        stored_sessions = stored_messages = 0
         for i in range(rounds):
             for position, (name, open_manager) in enumerate(approaches.items(), start=1):
-                timing = timed_request(open_manager, f"perf-{run_id}-{name.replace(' ', '-')}-{i}", model)
+                session_id = f"perf-{run_id}-{name.replace(' ', '-')}-{i}"
+                timing = timed_request(open_manager, session_id, model)
                 if i >= WARM_UP:
                     timings[name].append(timing)
+                # Untimed: read the session back (and delete it, so the collection does not grow).
+                read_back = sessions.find_one if args.keep_sessions else sessions.find_one_and_delete
+                document = read_back({"_id": session_id}, {"agents.default.messages.message_id": 1})
+                if document is not None:
+                    stored_sessions += 1
+                    stored_messages += len(document["agents"]["default"]["messages"])
                 progress(i * len(approaches) + position, rounds * len(approaches))
 
         print(f"\n  {'ms per request':<14} {'median':>7} {'p95':>7} | {'setup':>6} {'turn':>6} {'close':>6}  (medians)")
@@ -123,8 +134,11 @@ def main() -> None:
             medians[name] = Timing(*(statistics.median(column) for column in zip(*values, strict=True)))
             m, worst = medians[name], p95([timing.total for timing in values])
             print(f"  {name:<14} {m.total:>7.1f} {worst:>7.1f} | {m.setup:>6.1f} {m.turn:>6.1f} {m.close:>6.1f}")
-        ratio = medians["new client"].total / medians["shared pool"].total
-        print(f"  median request, new client / shared pool: {ratio:.1f}x")
+        new, pooled = medians["new client"], medians["shared pool"]
+        print(
+            f"  median request, new client / shared pool: {new.total / pooled.total:.1f}x "
+            f"(setup alone: {new.setup / pooled.setup:.1f}x)"
+        )
         stats = factory.get_connection_stats()
         print(
             f"  the shared pool handed out {stats['managers_created']} managers over "
@@ -132,15 +146,11 @@ def main() -> None:
             f"each new-client request opened its own client"
         )
 
-        sessions = factory.client[args.database]["sessions"]
-        ours = {"_id": {"$regex": f"^perf-{run_id}-"}}
-        stored = list(sessions.find(ours, {"agents.default.messages.message_id": 1}))
-        messages = sum(len(doc["agents"]["default"]["messages"]) for doc in stored)
-        print(f"\nMongoDB holds {len(stored)} sessions from this run (perf-{run_id}-*) with {messages} messages.")
-        if not args.keep_sessions:
-            print(
-                f"Deleted them again ({sessions.delete_many(ours).deleted_count} sessions; --keep-sessions keeps them)."
-            )
+        print(f"\nRead back from MongoDB after each request: {stored_sessions} sessions, {stored_messages} messages")
+        if args.keep_sessions:
+            print(f"They are kept (session ids perf-{run_id}-*).")
+        else:
+            print("Each was deleted after being read (--keep-sessions keeps them).")
         close_global_factory()
 
 

@@ -83,4 +83,4 @@ def test_performance_example(
     assert sum(s["_id"].split("-")[2] == "shared" for s in sessions) == 6
     for session in sessions:
         assert [m["message"]["role"] for m in session["agents"]["default"]["messages"]] == ["user", "assistant"]
-    assert "MongoDB holds 12 sessions from this run" in out
+    assert "Read back from MongoDB after each request: 12 sessions, 24 messages" in out
