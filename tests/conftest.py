@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -127,3 +130,33 @@ def new_manager(mongo_client: Client, database_name: str, layout: str) -> Callab
         return MongoDBSessionManager(session_id, database_name=database_name, **kwargs)
 
     return make
+
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+NOT_OFFLINE = ("MODEL_PROVIDER", "OPENAI_API_KEY", "OLLAMA_HOST", "SESSION_ID", "MONGODB_DATABASE", "MONGODB_DATA_DIR")
+
+
+@pytest.fixture
+def run_example(mongodb_uri: str) -> Callable[..., str]:
+    """Run ``examples/<name>.py`` offline in a subprocess and return its stdout: ``run_example("quickstart")``.
+
+    The example gets ``MONGODB_URI`` = the test server (``uri=None``: unset, so it starts its own embedded
+    server) and none of the variables that would pick a real model, a session id, database or data folder.
+    """
+
+    def run(name: str, *args: str, uri: str | None = mongodb_uri) -> str:
+        env = {key: value for key, value in os.environ.items() if key not in (*NOT_OFFLINE, "MONGODB_URI")}
+        if uri is not None:
+            env["MONGODB_URI"] = uri
+        result = subprocess.run(
+            [sys.executable, str(EXAMPLES / f"{name}.py"), *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
+            check=False,
+        )
+        assert result.returncode == 0, f"{name} failed:\n{result.stdout}\n{result.stderr}"
+        return result.stdout
+
+    return run
