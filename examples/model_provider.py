@@ -61,8 +61,8 @@ def build_model(
     if provider == "bedrock":
         from strands.models.bedrock import BedrockModel
 
-        model_ids = {"model_id": os.environ["BEDROCK_MODEL_ID"]} if "BEDROCK_MODEL_ID" in os.environ else {}
-        bedrock = BedrockModel(**model_ids)
+        model_id = os.environ.get("BEDROCK_MODEL_ID")
+        bedrock = BedrockModel(model_id=model_id) if model_id else BedrockModel()
         print(f"Model: Amazon Bedrock {bedrock.config['model_id']}")
         return bedrock
     if provider == "openai":
