@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from datetime import datetime
-from typing import Annotated, Any, Literal, cast
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import JSONResponse
@@ -396,4 +396,4 @@ def add_server_arguments(parser: argparse.ArgumentParser, default_port: int) -> 
 def connection_mode(value: str) -> ConnectionMode:
     if value not in CONNECTION_MODES:
         raise ValueError(f"connection mode must be one of {CONNECTION_MODES}, not {value!r}")
-    return cast(ConnectionMode, value)
+    return value

@@ -7,13 +7,7 @@ ScriptedModel, and the stored documents checked in MongoDB. Both connection mode
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -33,9 +27,9 @@ from mongodb_session_manager.errors import (
 import example_fastapi
 import example_fastapi_streaming
 from chat_api import DEFAULT_AGENT_ID, error_status, scripted_chat_responder
+from example_processes import free_port, run_example, stop, wait_until_up
 from scripted_model import Raise, ScriptedModel
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 MODES = ["factory", "client-per-request"]
 PLAYGROUND_ORIGIN = "http://127.0.0.1:8881"
 
@@ -308,49 +302,6 @@ def test_cors_allows_the_configured_origins_only(make_client: Callable[..., Test
 
 
 # -- the command line ----------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def wait_until_up(process: subprocess.Popen[str], url: str, timeout_s: float = 30) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            output = process.stdout.read() if process.stdout else ""
-            pytest.fail(f"the example exited with {process.returncode}:\n{output}")
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    pytest.fail(f"the example did not answer {url} within {timeout_s} s")
-
-
-def run_example(script: str, *args: str) -> subprocess.Popen[str]:
-    env = {**os.environ, "MODEL_PROVIDER": "scripted", "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen(
-        [sys.executable, str(EXAMPLES / script), *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-    )
-
-
-def stop(process: subprocess.Popen[str]) -> str:
-    process.terminate()
-    try:
-        output, _ = process.communicate(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        output, _ = process.communicate()
-    return output
 
 
 def test_example_fastapi_command_line_client_per_request(
