@@ -19,6 +19,7 @@ FastAPI runs in its threadpool, so no MongoDB round trip ever blocks the event l
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -84,6 +85,7 @@ class Sessions:
         self.connection_mode = connection_mode
         self.agent_id = validate_field_name(agent_id, "agent_id")
         self.started = time.monotonic()
+        self._requests = itertools.count(1)
         self.requests = 0
 
     def open(self) -> None:
@@ -117,7 +119,7 @@ class Sessions:
     def create_manager(self, session_id: str) -> MongoDBSessionManager:
         """A manager for ``session_id`` (created in MongoDB if new); the caller closes it."""
         validate_session_id(session_id)
-        self.requests += 1
+        self.requests = next(self._requests)
         if self.connection_mode == "factory":
             return get_global_factory().create_session_manager(session_id)
         return create_mongodb_session_manager(
@@ -139,7 +141,7 @@ class Sessions:
     @contextmanager
     def repository(self) -> Iterator[MongoDBSessionRepository]:
         """A repository for read and metadata endpoints: they must not create a session."""
-        self.requests += 1
+        self.requests = next(self._requests)
         if self.connection_mode == "factory":
             factory = get_global_factory()
             repository = MongoDBSessionRepository(

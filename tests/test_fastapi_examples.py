@@ -7,6 +7,7 @@ ScriptedModel, and the stored documents checked in MongoDB. Both connection mode
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -16,6 +17,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from pymongo.database import Database
 
+from mongodb_session_manager import MongoDBSessionRepository
 from mongodb_session_manager.errors import (
     FactoryNotInitializedError,
     InvalidIdentifierError,
@@ -250,6 +252,38 @@ def test_streaming_chat_sends_chunks_then_metrics_and_stores_the_turn(
     history = client.get("/sessions/stream-1/history").json()["messages"]
     assert len(history) == 4
     assert client.get("/sessions/stream-1/stats").json()["message_count"] == 4
+
+
+def test_streaming_turn_touches_mongodb_off_the_event_loop_thread(
+    make_client: Callable[..., TestClient], monkeypatch: pytest.MonkeyPatch, mode: str
+) -> None:
+    """The design the streaming example documents: session reads and writes run in worker threads."""
+    threads: dict[str, set[int]] = {}
+
+    def recording(name: str) -> None:
+        original = getattr(MongoDBSessionRepository, name)
+
+        def wrapper(self: MongoDBSessionRepository, *args: Any, **kwargs: Any) -> Any:
+            threads.setdefault(name, set()).add(threading.get_ident())
+            return original(self, *args, **kwargs)
+
+        monkeypatch.setattr(MongoDBSessionRepository, name, wrapper)
+
+    for name in ("read_session", "create_session", "create_agent", "create_message", "update_agent"):
+        recording(name)
+    client = make_client("streaming", mode, model_factory=scripted(word_delay_ms=1))
+
+    @client.app.get("/loop-thread")  # type: ignore[attr-defined]
+    async def loop_thread() -> int:  # an async endpoint runs on the event-loop thread
+        return threading.get_ident()
+
+    loop_thread_id = client.get("/loop-thread").json()
+    for text in ("one", "two"):
+        assert sse_events(client.post("/sessions/threads/chat/stream", json={"message": text}).text)[-1][0] == "done"
+
+    assert {"read_session", "create_session", "create_message"} <= threads.keys()
+    used = set().union(*threads.values())
+    assert loop_thread_id not in used
 
 
 def test_streaming_errors(make_client: Callable[..., TestClient], mongo_db: Database[dict[str, Any]]) -> None:
