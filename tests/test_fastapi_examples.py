@@ -273,7 +273,10 @@ def test_streaming_turn_touches_mongodb_off_the_event_loop_thread(
         recording(name)
     client = make_client("streaming", mode, model_factory=scripted(word_delay_ms=1))
 
-    @client.app.get("/loop-thread")  # type: ignore[attr-defined]
+    app = client.app
+    assert isinstance(app, FastAPI)
+
+    @app.get("/loop-thread")
     async def loop_thread() -> int:  # an async endpoint runs on the event-loop thread
         return threading.get_ident()
 
