@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
@@ -87,6 +88,8 @@ class Sessions:
         self.started = time.monotonic()
         self._requests = itertools.count(1)
         self.requests = 0
+        self._turns_lock = threading.Lock()
+        self._running_turns: set[str] = set()
 
     def open(self) -> None:
         """At start-up: the global factory (one pool for the process) in factory mode."""
@@ -137,6 +140,33 @@ class Sessions:
             yield manager
         finally:
             manager.close()  # closes a client-per-request client; a no-op on the factory's shared pool
+
+    def begin_turn(self, session_id: str) -> None:
+        """Claim the session for one turn, or raise :class:`SessionConflictError` (409) if one is running.
+
+        A conversation has one writer at a time. The library detects overlapping writers across
+        processes (the later message write fails with ``SessionConflictError``); within this process
+        the overlap is refused up front, before anything is stored, instead of half-way through a turn.
+        """
+        validate_session_id(session_id)
+        with self._turns_lock:
+            if session_id in self._running_turns:
+                raise SessionConflictError(f"a turn is already running in session {session_id!r}")
+            self._running_turns.add(session_id)
+
+    def end_turn(self, session_id: str) -> None:
+        with self._turns_lock:
+            self._running_turns.discard(session_id)
+
+    @contextmanager
+    def turn(self, session_id: str) -> Iterator[MongoDBSessionManager]:
+        """One turn: the session claimed (see :meth:`begin_turn`) and a manager for it, both released after."""
+        self.begin_turn(session_id)
+        try:
+            with self.manager(session_id) as manager:
+                yield manager
+        finally:
+            self.end_turn(session_id)
 
     @contextmanager
     def repository(self) -> Iterator[MongoDBSessionRepository]:

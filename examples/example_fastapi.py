@@ -18,8 +18,8 @@ Run it (offline by default: ScriptedModel and an embedded SecantusDB under ``.da
 Endpoints: ``POST /sessions/{id}/chat``, ``GET /sessions/{id}/history``, ``GET|PUT|DELETE
 /sessions/{id}/metadata`` (PUT is a partial update, DELETE takes ``?keys=a&keys=b``),
 ``GET /sessions/{id}/stats``, ``GET /stats`` (connection pool) and ``GET /health``.
-Errors: 422 for an invalid session id or body, 404 for an unknown session, 409 when two requests
-write the same session at once, 503 when MongoDB is unreachable.
+Errors: 422 for an invalid session id or body, 404 for an unknown session, 409 when a turn is sent
+to a session that is still answering the previous one, 503 when MongoDB is unreachable.
 
 ``--connection-mode client-per-request`` opens (and closes) a new ``MongoClient`` for every request
 instead: the anti-pattern the factory avoids, kept to compare the two in benchmarks. Set
@@ -67,7 +67,7 @@ def create_app(
     def chat(session_id: str, request: ChatRequest) -> dict[str, Any]:
         """One turn: a new Agent resumes the session from MongoDB, answers, and stores both messages."""
         started = time.monotonic()
-        with sessions.manager(session_id) as manager:
+        with sessions.turn(session_id) as manager:
             agent = sessions.new_agent(manager, model_factory())
             result = agent(request.message)
         return {"session_id": session_id, "answer": str(result).strip(), "metrics": turn_metrics(agent, started)}

@@ -29,7 +29,9 @@ turn runs in a worker thread: that thread creates the manager (one read) and the
 ``agent.stream_async(...)`` on an event loop of its own, and hands each text chunk to the server's
 loop through ``loop.call_soon_threadsafe`` into an ``asyncio.Queue`` that the SSE response drains.
 The server's loop only moves bytes. If the client goes away mid-answer, the turn still completes
-and is stored: the conversation stays consistent.
+and is stored. A session answers one turn at a time: a message sent to it while the previous
+answer is still being generated gets 409 before anything is stored (across processes the library's
+own ``SessionConflictError`` guards the same rule).
 
 Other endpoints (shared with ``example_fastapi.py``, all sync ``def``, run in FastAPI's threadpool):
 ``GET /sessions/{id}/history``, ``GET|PUT|DELETE /sessions/{id}/metadata`` (PUT partial,
@@ -109,12 +111,18 @@ def create_app(
     app.include_router(session_router(sessions))
 
     def start_turn(session_id: str) -> tuple[MongoDBSessionManager, Agent]:
-        """In a worker thread: the manager (reads or creates the session) and a new Agent resuming it."""
-        manager = sessions.create_manager(session_id)
+        """In a worker thread: claim the session, open a manager (reads or creates it), build an Agent resuming it."""
+        sessions.begin_turn(session_id)  # 409 if a turn is still running in this session
+        try:
+            manager = sessions.create_manager(session_id)
+        except BaseException:
+            sessions.end_turn(session_id)
+            raise
         try:
             return manager, sessions.new_agent(manager, model_factory())
         except BaseException:
             manager.close()
+            sessions.end_turn(session_id)
             raise
 
     def run_turn(manager: MongoDBSessionManager, agent: Agent, prompt: str, started: float, emit: Any) -> None:
@@ -138,6 +146,7 @@ def create_app(
             emit(("error", {"status": status, "detail": detail}))
         finally:
             manager.close()
+            sessions.end_turn(manager.session_id)
             emit(None)
 
     @app.post("/sessions/{session_id}/chat/stream")

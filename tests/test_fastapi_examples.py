@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -287,6 +288,36 @@ def test_streaming_turn_touches_mongodb_off_the_event_loop_thread(
     assert {"read_session", "create_session", "create_message"} <= threads.keys()
     used = set().union(*threads.values())
     assert loop_thread_id not in used
+
+
+@pytest.mark.parametrize("kind", ["plain", "streaming"])
+def test_a_second_turn_while_one_is_running_gets_409_and_stores_nothing(
+    make_client: Callable[..., TestClient], mongo_db: Database[dict[str, Any]], kind: str
+) -> None:
+    client = make_client(kind, model_factory=scripted(word_delay_ms=20))  # about half a second per answer
+    path = "/sessions/busy/chat" if kind == "plain" else "/sessions/busy/chat/stream"
+    responses: list[httpx.Response] = []
+    first = threading.Thread(target=lambda: responses.append(client.post(path, json={"message": "first"})))
+    first.start()
+    deadline = time.monotonic() + 10
+    while mongo_db["sessions"].count_documents({"_id": "busy", "agents.assistant.messages.0": {"$exists": True}}) == 0:
+        assert time.monotonic() < deadline, "the first turn never stored its user message"
+        time.sleep(0.01)
+
+    second = client.post(path, json={"message": "second"})
+    first.join()
+
+    assert second.status_code == 409
+    assert "already running" in second.json()["detail"]
+    assert responses[0].status_code == 200
+    messages = stored_session(mongo_db, "busy")["agents"][DEFAULT_AGENT_ID]["messages"]
+    assert [(m["message"]["role"], m["message"]["content"][0]["text"][:5]) for m in messages] == [
+        ("user", "first"),
+        ("assistant", "You s"),
+    ]
+    # Once the first turn is over, the session takes turns again.
+    assert client.post(path, json={"message": "third"}).status_code == 200
+    assert len(stored_session(mongo_db, "busy")["agents"][DEFAULT_AGENT_ID]["messages"]) == 4
 
 
 def test_streaming_errors(make_client: Callable[..., TestClient], mongo_db: Database[dict[str, Any]]) -> None:
