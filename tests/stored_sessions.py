@@ -34,7 +34,7 @@ class StoredSessions:
             messages: list[Document] = ((document.get("agents") or {}).get(agent_id) or {}).get("messages") or []
             return messages
         query = {"session_id": session_id, "agent_id": agent_id}
-        projection = {"_id": 0, "session_id": 0, "agent_id": 0}
+        projection = {"_id": 0, "session_id": 0, "agent_id": 0, "generation": 0}
         return list(self.database[MESSAGES].find(query, projection).sort("message_id", 1))
 
     def message_ids(self, session_id: str, agent_id: str) -> list[int]:

@@ -17,6 +17,7 @@ from strands.types.session import SessionMessage
 
 from mongodb_session_manager import MongoDBSessionManager, MongoDBSessionRepository
 from mongodb_session_manager._documents import message_document, now
+from mongodb_session_manager._split_layout import split_message_document
 
 from command_counter import CommandCounter
 from multi_agent_stand_in import FixedState
@@ -170,4 +171,164 @@ def test_metrics_summary_is_summed_by_the_server(
     assert (read.name, command.name) == ("aggregate", "aggregate")
     assert command.reply_bytes is not None
     assert command.reply_bytes < 2_000 < document_bytes // 10  # totals came back, not the messages
+    assert summary["totals"]["model_calls"] == 20
+
+
+# -- split layout: one document per message -----------------------------------------------------
+
+
+@pytest.fixture
+def split_manager_on(counting_client: Counting, database_name: str) -> Callable[[str], MongoDBSessionManager]:
+    client, _ = counting_client
+    # both collections' indexes, once, outside the counts
+    MongoDBSessionRepository(client=client, database_name=database_name, layout="split")
+
+    def make(session_id: str) -> MongoDBSessionManager:
+        return MongoDBSessionManager(session_id, client=client, database_name=database_name, layout="split")
+
+    return make
+
+
+def test_split_new_session_costs_three_commands(counting_client: Counting, split_manager_on: Any) -> None:
+    _, counter = counting_client
+    counter.reset()
+    Agent(model=ScriptedModel([]), session_manager=split_manager_on("s1"), callback_handler=None)
+    # read_session (no session document, so no messages read), create_session (upsert), create_agent
+    assert counter.names() == ["find", "update", "findAndModify"]
+
+
+def test_split_plain_turn_is_two_inserts(counting_client: Counting, split_manager_on: Any) -> None:
+    _, counter = counting_client
+    agent = Agent(model=ScriptedModel(["one", "two"]), session_manager=split_manager_on("s1"), callback_handler=None)
+    agent("first")
+    counter.reset()
+    agent("second")
+    # the user message and the answer, one insert each; nothing is read
+    assert counter.names() == ["insert", "insert"]
+
+
+def test_split_request_per_turn_resumes_in_two_reads_and_inserts_only_messages(
+    counting_client: Counting, split_manager_on: Any
+) -> None:
+    """The web-app pattern on the split layout: new manager and Agent, then one turn."""
+    _, counter = counting_client
+    Agent(model=ScriptedModel(["first"]), session_manager=split_manager_on("s1"), callback_handler=None)("hello")
+    for turn in range(3):
+        counter.reset()
+        agent = Agent(
+            model=ScriptedModel([f"answer {turn}"]), session_manager=split_manager_on("s1"), callback_handler=None
+        )
+        agent(f"question {turn}")
+        # the session document, every agent's messages, then the two new messages
+        assert counter.names() == ["find", "find", "insert", "insert"]
+
+
+def test_split_turn_that_trims_history_costs_two_inserts_and_one_state_sync(
+    counting_client: Counting, split_manager_on: Any
+) -> None:
+    _, counter = counting_client
+    window = SlidingWindowConversationManager(window_size=4)
+    agent = Agent(
+        model=ScriptedModel.echo(),
+        session_manager=split_manager_on("s1"),
+        conversation_manager=window,
+        callback_handler=None,
+    )
+    for turn in range(3):
+        agent(f"turn {turn}")
+    counter.reset()
+    agent("one more")  # the window drops old messages: the conversation manager's state is synced once
+    assert counter.names() == ["insert", "insert", "findAndModify"]
+
+
+def test_split_tool_turn_costs_one_insert_per_message_and_one_state_sync(
+    counting_client: Counting, split_manager_on: Any
+) -> None:
+    _, counter = counting_client
+    model = ScriptedModel(["hi", ToolCall("add", {"a": 1, "b": 2}), "3"])
+    agent = Agent(model=model, tools=[add], session_manager=split_manager_on("s1"), callback_handler=None)
+    agent("hello")
+    counter.reset()
+    agent("add 1 and 2")
+    names = counter.names()
+    # user, toolUse, toolResult, (agent state sync), answer
+    assert names == ["insert", "insert", "insert", "findAndModify", "insert"], names
+    assert not READS & set(names), names
+
+
+def test_split_resume_of_1000_messages_is_two_reads(
+    counting_client: Counting, split_manager_on: Any, mongo_client: Any, database_name: str
+) -> None:
+    _, counter = counting_client
+    Agent(model=ScriptedModel.echo(), session_manager=split_manager_on("s1"), callback_handler=None)("seed")
+    session = mongo_client[database_name]["sessions"].find_one({"_id": "s1"})
+    history = [
+        split_message_document(
+            "s1",
+            "default",
+            session["generation"],
+            message_document(SessionMessage.from_message(text_message(i), i), now(), {}),
+        )
+        for i in range(2, 1000)
+    ]
+    mongo_client[database_name]["sessions_messages"].insert_many(history)
+
+    counter.reset()
+    resumed = Agent(model=ScriptedModel.echo(), session_manager=split_manager_on("s1"), callback_handler=None)
+    assert len(resumed.messages) == 1000
+    assert [m["content"][0]["text"] for m in resumed.messages[2:4]] == ["message 2", "message 3"]
+    # the session document, then every agent's messages in one reply
+    assert counter.names() == ["find", "find"]
+
+
+def test_split_repository_operations_cost(counting_client: Counting, database_name: str) -> None:
+    client, counter = counting_client
+    repository = MongoDBSessionRepository(client=client, database_name=database_name, layout="split")
+    manager = MongoDBSessionManager("s1", client=client, database_name=database_name, layout="split")
+    agent = Agent(model=ScriptedModel(["hi"]), session_manager=manager, callback_handler=None)
+    agent("hello")
+    graph_like = FixedState("g1")
+
+    redacted = SessionMessage.from_message(text_message(0), 0)
+    redacted.redact_message = {"role": "user", "content": [{"text": "[redacted]"}]}
+    # a repository that has not seen the agent yet reads the session document once, on first use
+    counter.reset()
+    repository.update_message("s1", "default", redacted)
+    assert counter.names() == ["aggregate", "update"]
+    calls: dict[str, tuple[Callable[[], object], list[str]]] = {
+        "update_metadata": (lambda: repository.update_metadata("s1", {"a": 1, "b": 2}), ["findAndModify"]),
+        "delete_metadata": (lambda: repository.delete_metadata("s1", ["a"]), ["update"]),
+        "get_metadata": (lambda: repository.get_metadata("s1"), ["find"]),
+        "update_message": (lambda: repository.update_message("s1", "default", redacted), ["update"]),
+        "create_multi_agent": (lambda: repository.create_multi_agent("s1", graph_like), ["findAndModify"]),  # type: ignore[arg-type]
+        "update_multi_agent": (lambda: repository.update_multi_agent("s1", graph_like), ["findAndModify"]),  # type: ignore[arg-type]
+        "read_multi_agent": (lambda: repository.read_multi_agent("s1", "g1"), ["find"]),
+        "list_messages page": (lambda: repository.list_messages("s1", "default", offset=1, limit=1), ["find"]),
+        # the session's agent ids, then the sums over its messages
+        "get_metrics_summary": (lambda: repository.get_metrics_summary("s1"), ["aggregate", "aggregate"]),
+        # the messages, then the session document
+        "delete_session": (lambda: repository.delete_session("s1"), ["delete", "delete"]),
+    }
+    for name, (call, expected) in calls.items():
+        counter.reset()
+        call()
+        assert counter.names() == expected, name
+
+
+def test_split_metrics_summary_is_summed_by_the_server(
+    counting_client: Counting, split_manager_on: Any, mongo_client: Any, database_name: str
+) -> None:
+    _, counter = counting_client
+    agent = Agent(model=ScriptedModel.echo(), session_manager=split_manager_on("s1"), callback_handler=None)
+    for turn in range(20):
+        agent(f"question {turn} " + "padding " * 200)
+    messages_bytes = sum(len(bson.encode(m)) for m in mongo_client[database_name]["sessions_messages"].find())
+
+    manager = split_manager_on("s1")
+    counter.reset()
+    summary = manager.get_metrics_summary()
+    agent_ids, sums = counter.commands()
+    assert (agent_ids.name, sums.name) == ("aggregate", "aggregate")
+    assert sums.reply_bytes is not None
+    assert sums.reply_bytes < 2_000 < messages_bytes // 10  # totals came back, not the messages
     assert summary["totals"]["model_calls"] == 20

@@ -162,9 +162,11 @@ def test_an_interrupted_migration_resumes_without_duplicates(
 def test_a_session_that_does_not_verify_is_left_untouched(
     mongodb_uri: str, mongo_db: Db, database_name: str, embedded_sessions: dict[str, Any]
 ) -> None:
-    stray = {"session_id": "plain", "agent_id": "default", "message_id": 99, "message": {"role": "user", "content": []}}
-    mongo_db["sessions_messages"].insert_one(stray)
     before = mongo_db["sessions"].find_one({"_id": "plain"})
+    assert before is not None
+    # A message the copy cannot account for, in this very session (same generation).
+    stray = {"session_id": "plain", "agent_id": "default", "generation": before["generation"], "message_id": 99}
+    mongo_db["sessions_messages"].insert_one(stray)
 
     result = run_cli(mongodb_uri, database_name)
 

@@ -61,11 +61,13 @@ def test_session_document_schema(repository: MongoDBSessionRepository, mongo_db:
         assert mongo_db.list_collection_names() == ["sessions"]
     else:
         # one document per message, beside the session document, keyed by session, agent and message id
+        assert "messages" not in agent
         [message] = mongo_db[MESSAGES].find()
         assert set(message) == {
             "_id",
             "session_id",
             "agent_id",
+            "generation",
             "message_id",
             "message",
             "redact_message",
@@ -73,6 +75,8 @@ def test_session_document_schema(repository: MongoDBSessionRepository, mongo_db:
             "updated_at",
         }
         assert (message["session_id"], message["agent_id"]) == ("s1", "a1")
+        # written in this session's generation (an earlier session with the same id had another one)
+        assert message["generation"] == document["generation"]
     assert message["message_id"] == 0
     assert message["message"] == {"role": "user", "content": [{"text": "hello"}]}
     assert message["redact_message"] is None

@@ -14,6 +14,7 @@ from mongodb_session_manager.validation import MAX_IDENTIFIER_LENGTH
 
 from multi_agent_stand_in import FixedState
 from scripted_model import ScriptedModel
+from stored_sessions import MESSAGES, SESSIONS
 
 Db = Database[dict[str, Any]]
 
@@ -23,21 +24,28 @@ BAD_STRINGS = ["", "x" * (MAX_IDENTIFIER_LENGTH + 1), "nul\x00byte"]
 BAD_FIELD_NAMES = ["team.alpha", "$where", "$", "a.", ".a", *BAD_STRINGS]
 
 
+def everything(mongo_db: Db) -> dict[str, Any]:
+    """Every stored session document and message document, whichever layout stored them."""
+    return {name: list(mongo_db[name].find().sort("_id", 1)) for name in (SESSIONS, MESSAGES)}
+
+
 @pytest.fixture
-def populated(repository: MongoDBSessionRepository, mongo_db: Db) -> dict[str, Any]:
-    """A victim session with an agent and a message; returns its document as stored."""
+def populated(repository: MongoDBSessionRepository, mongo_db: Db, layout: str) -> dict[str, Any]:
+    """A victim session with an agent and a message; returns everything stored."""
     repository.create_session(Session(session_id="victim", session_type=SessionType.AGENT))
     repository.create_agent("victim", SessionAgent(agent_id="a1", state={"secret": 1}, conversation_manager_state={}))
     message = SessionMessage.from_message({"role": "user", "content": [{"text": "private"}]}, 0)
     repository.create_message("victim", "a1", message)
     repository.update_metadata("victim", {"owner": "victim"})
-    document = mongo_db["sessions"].find_one({"_id": "victim"})
-    assert document is not None
-    return document
+    stored = everything(mongo_db)
+    assert [document["_id"] for document in stored[SESSIONS]] == ["victim"]
+    # the message is where this layout keeps it, so the comparisons below cover it
+    assert len(stored[MESSAGES]) == (1 if layout == "split" else 0)
+    return stored
 
 
 def assert_untouched(mongo_db: Db, before: dict[str, Any]) -> None:
-    assert list(mongo_db["sessions"].find()) == [before]
+    assert everything(mongo_db) == before
 
 
 @pytest.mark.parametrize("session_id", NOT_STRINGS + BAD_STRINGS, ids=repr)

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import bson
+from bson import ObjectId
 from bson.raw_bson import RawBSONDocument
 from strands.types.session import Session, SessionAgent, SessionMessage, SessionType
 
@@ -41,10 +42,15 @@ def to_iso(value: Any) -> str:
     return str(value)
 
 
+GENERATION_FIELD = "generation"
+"""Session-document field telling this session apart from earlier ones that had the same id."""
+
+
 def new_session_document(session: Session) -> Document:
-    """The fields a session document gets when it is first inserted."""
+    """The fields a session document gets when it is first inserted (with a new generation)."""
     return {
         "session_id": session.session_id,
+        GENERATION_FIELD: ObjectId(),
         "session_type": SessionType(session.session_type).value,
         "created_at": to_datetime(session.created_at),
         "metadata": {},
@@ -74,12 +80,11 @@ def agent_state_fields(agent: SessionAgent) -> Document:
 
 
 def new_agent_document(agent: SessionAgent, moment: datetime) -> Document:
-    """A new agent entry, with an empty messages array."""
+    """A new agent entry (the layout adds where its messages go)."""
     return {
         **agent_state_fields(agent),
         "created_at": to_datetime(agent.created_at),
         "updated_at": moment,
-        "messages": [],
     }
 
 

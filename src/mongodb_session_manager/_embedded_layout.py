@@ -23,6 +23,9 @@ class EmbeddedLayout:
         self._sessions = sessions
         self.new_agent_fields: Document = {"messages": []}
 
+    def session_created(self, session_id: str, document: Document) -> None:
+        """Nothing to remember."""
+
     def agent_exists(self, session_id: str, agent_id: str) -> None:
         """Nothing to do: every write checks the agent in its own filter."""
 
@@ -74,8 +77,14 @@ class EmbeddedLayout:
                 "cond": {"$eq": ["$$this.message_id", message_id]},
             }
         }
-        pipeline: list[Document] = [{"$match": {"_id": session_id}}, {"$project": {"_id": 0, "found": matching}}]
-        found = [message for document in self._sessions.collection.aggregate(pipeline) for message in document["found"]]
+        pipeline = [{"$match": self._sessions.matching(session_id)}, {"$project": {"_id": 0, "found": matching}}]
+        documents = list(self._sessions.collection.aggregate(pipeline))
+        if not documents:
+            try:
+                self._sessions.probe(session_id)  # raises if stored in the other layout
+            except SessionNotFoundError:
+                return None
+        found: list[Document] = [message for document in documents for message in document["found"]]
         return found[0] if found else None
 
     def read_messages(self, session_id: str, agent_id: str, offset: int, limit: int | None) -> list[Document]:
@@ -83,8 +92,9 @@ class EmbeddedLayout:
         path = f"agents.{agent_id}"
         count = END_OF_ARRAY if limit is None else max(limit, 1)
         projection = {f"{path}.messages": {"$slice": [offset, count]}, f"{path}.agent_id": 1}
-        document = self._sessions.find(session_id, projection)
+        document = self._sessions.collection.find_one(self._sessions.matching(session_id), projection)
         if document is None:
+            self._sessions.probe(session_id)  # raises: not found, or stored in the other layout
             raise SessionNotFoundError(f"session {session_id!r} not found")
         entry = (document.get("agents") or {}).get(agent_id)
         if entry is None:
@@ -100,7 +110,7 @@ class EmbeddedLayout:
     def metrics_rows(self, session_id: str) -> list[Document]:
         """Unwind each agent's array and sum per agent, in one aggregation."""
         pipeline: list[Document] = [
-            {"$match": {"_id": session_id}},
+            {"$match": self._sessions.matching(session_id)},
             {"$project": {"agent": {"$objectToArray": {"$ifNull": ["$agents", {}]}}}},
             {"$unwind": {"path": "$agent", "preserveNullAndEmptyArrays": True}},
             {"$project": {"agent_id": "$agent.k", "message": "$agent.v.messages"}},
@@ -109,12 +119,13 @@ class EmbeddedLayout:
         ]
         rows = list(self._sessions.collection.aggregate(pipeline))
         if not rows:  # a session with no agents still yields one row (agent_id missing)
+            self._sessions.probe(session_id)  # raises: not found, or stored in the other layout
             raise SessionNotFoundError(f"session {session_id!r} not found")
         return [row for row in rows if row["_id"] is not None]
 
-    def delete_session(self, session_id: str) -> bool:
+    def delete_session(self, session_id: str) -> None:
         """Delete the one document that holds everything."""
-        return self._sessions.collection.delete_one({"_id": session_id}).deleted_count == 1
+        self._sessions.delete(session_id)
 
 
 def _resume_pipeline(session_id: str) -> list[Document]:

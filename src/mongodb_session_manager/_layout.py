@@ -29,6 +29,9 @@ class MessageLayout(Protocol):
     new_agent_fields: Document
     """Fields a new agent entry in the session document starts with."""
 
+    def session_created(self, session_id: str, document: Document) -> None:
+        """Told that this repository inserted the session ``document``."""
+
     def agent_exists(self, session_id: str, agent_id: str) -> None:
         """Told that the agent exists (it was just created or read)."""
 
@@ -53,8 +56,8 @@ class MessageLayout(Protocol):
     def metrics_rows(self, session_id: str) -> list[Document]:
         """One row of summed per-call metrics per agent (see ``metrics``); raise if the session is missing."""
 
-    def delete_session(self, session_id: str) -> bool:
-        """Delete the session and its messages; whether the session existed."""
+    def delete_session(self, session_id: str) -> None:
+        """Delete the session and its messages; raise if it is missing or stored in the other layout."""
 
 
 def validate_layout(layout: str) -> str:

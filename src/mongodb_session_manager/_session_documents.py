@@ -133,6 +133,16 @@ class SessionDocuments:
             return SessionTooLargeError(session_id, probe.size, added_bytes, MAX_DOCUMENT_BYTES)
         return SessionConflictError(f"session {session_id!r} changed while it was being written; nothing was changed")
 
+    def matching(self, session_id: str) -> Document:
+        """A filter for ``session_id`` stored in this layout."""
+        return {"_id": session_id, **self._layout_condition}
+
+    def delete(self, session_id: str) -> None:
+        """Delete the session document; raise if it is missing or stored in the other layout."""
+        if self.collection.delete_one(self.matching(session_id)).deleted_count == 0:
+            self.probe(session_id)
+            raise SessionConflictError(f"session {session_id!r} was created again while it was being deleted")
+
     def find(self, session_id: str, projection: Document | None = None) -> Document | None:
         """Read the session document (``projection`` as in ``find_one``)."""
         document: Document | None = self.collection.find_one({"_id": session_id}, projection)

@@ -6,17 +6,22 @@ message_id)`` index. An append is one insert whatever the conversation's length,
 range on ``message_id`` (Strands numbers each agent's messages 0, 1, 2, ..., so a position is an
 id), and a resume is two reads: the session document, then every agent's messages at once.
 
+Each session document has a ``generation`` (an ObjectId chosen when it is created) and every
+message carries the generation it was written in; messages are only read in their session's
+generation. A session deleted while another process was still appending to it, then created
+again under the same id, therefore never shows the old messages: they are invisible, and one that
+holds a ``message_id`` the new session needs is removed when the new message is written.
+
 Messages carry no back-reference the server could check on insert, so an append checks that the
-agent exists only the first time this repository sees that agent. Deleting a session removes its
-messages first and the session document last, so an interrupted delete leaves the session in
-place (with fewer messages) for a retry, never messages without a session. A writer elsewhere that
-keeps appending to a session while it is deleted can still leave messages behind: delete sessions
-that are no longer in use.
+agent exists (and learns the generation) only the first time this repository sees that agent.
+Deleting a session removes its messages first and the session document last, so an interrupted
+delete leaves a session to delete again, never messages without a session.
 """
 
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from bson.raw_bson import RawBSONDocument
@@ -25,7 +30,7 @@ from pymongo.collection import Collection
 from pymongo.errors import DuplicateKeyError
 
 from . import metrics
-from ._documents import Document, now
+from ._documents import GENERATION_FIELD, Document, now
 from ._indexes import ensure_indexes
 from ._session_documents import MAX_DOCUMENT_BYTES, WRITE_HEADROOM_BYTES, SessionDocuments, stored_layout
 from .errors import LayoutMismatchError, SessionConflictError, SessionNotFoundError, SessionTooLargeError
@@ -37,9 +42,11 @@ MESSAGE_INDEXES = (
         unique=True,
     ),
 )
-KNOWN_AGENTS_KEPT = 1024
-"""How many (session, agent) pairs a repository remembers as existing."""
-_STORED_MESSAGE = {"_id": 0, "session_id": 0}
+SESSIONS_KEPT = 1024
+"""How many sessions a repository remembers the generation and known agents of."""
+ONE_BATCH = 2**31 - 1
+"""A ``batchSize`` asking for every result in the first reply (the server still caps it at 16 MiB)."""
+_STORED_MESSAGE = {"_id": 0, "session_id": 0, GENERATION_FIELD: 0}
 """Projection: a stored message as the repository converts it (``agent_id`` is kept for grouping)."""
 
 
@@ -48,33 +55,47 @@ def default_messages_collection_name(collection_name: str) -> str:
     return f"{collection_name}_messages"
 
 
-def split_message_document(session_id: str, agent_id: str, entry: Mapping[str, Any]) -> Document:
-    """A message's own document: its key, then the entry the embedded layout would store."""
-    return {"session_id": session_id, "agent_id": agent_id, **entry}
+def split_message_document(session_id: str, agent_id: str, generation: Any, entry: Mapping[str, Any]) -> Document:
+    """A message's own document: its key and generation, then the entry the embedded layout would store."""
+    return {"session_id": session_id, "agent_id": agent_id, GENERATION_FIELD: generation, **entry}
 
 
-class _KnownAgents:
-    """A bounded, thread-safe set of (session_id, agent_id) pairs known to exist."""
+@dataclass
+class _KnownSession:
+    generation: Any
+    agent_ids: set[str] = field(default_factory=set)
+
+
+class _KnownSessions:
+    """What a repository has read or written: each session's generation and the agents known to exist."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._pairs: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self._sessions: OrderedDict[str, _KnownSession] = OrderedDict()
 
-    def add(self, session_id: str, agent_id: str) -> None:
+    def remember(self, session_id: str, generation: Any, agent_ids: Iterable[str] = ()) -> None:
         with self._lock:
-            self._pairs[(session_id, agent_id)] = None
-            self._pairs.move_to_end((session_id, agent_id))
-            while len(self._pairs) > KNOWN_AGENTS_KEPT:
-                self._pairs.popitem(last=False)
+            self._sessions[session_id] = _KnownSession(generation, set(agent_ids))
+            self._sessions.move_to_end(session_id)
+            while len(self._sessions) > SESSIONS_KEPT:
+                self._sessions.popitem(last=False)
 
-    def __contains__(self, pair: tuple[str, str]) -> bool:
+    def add_agent(self, session_id: str, agent_id: str) -> None:
         with self._lock:
-            return pair in self._pairs
+            if session_id in self._sessions:
+                self._sessions[session_id].agent_ids.add(agent_id)
 
-    def forget_session(self, session_id: str) -> None:
+    def generation(self, session_id: str, agent_id: str | None = None) -> tuple[bool, Any]:
+        """``(True, generation)`` if the session (and ``agent_id``, when given) is known to exist."""
         with self._lock:
-            for pair in [pair for pair in self._pairs if pair[0] == session_id]:
-                del self._pairs[pair]
+            known = self._sessions.get(session_id)
+            if known is None or (agent_id is not None and agent_id not in known.agent_ids):
+                return False, None
+            return True, known.generation
+
+    def forget(self, session_id: str) -> None:
+        with self._lock:
+            self._sessions.pop(session_id, None)
 
 
 class SplitLayout:
@@ -83,9 +104,9 @@ class SplitLayout:
     def __init__(self, sessions: SessionDocuments, messages: Collection[Document]) -> None:
         """Keep messages in ``messages`` (its unique index is created once per process)."""
         self._sessions = sessions
-        self.new_agent_fields: Document = {}
         self._messages = messages
-        self._known_agents = _KnownAgents()
+        self._known = _KnownSessions()
+        self.new_agent_fields: Document = {}
         ensure_indexes(messages, MESSAGE_INDEXES)
 
     @property
@@ -93,53 +114,63 @@ class SplitLayout:
         """The collection holding one document per message."""
         return self._messages
 
+    def session_created(self, session_id: str, document: Document) -> None:
+        """Remember the generation of a session this repository just inserted."""
+        self._known.remember(session_id, document[GENERATION_FIELD])
+
     def agent_exists(self, session_id: str, agent_id: str) -> None:
         """Remember the agent, so appends to it need no existence check."""
-        self._known_agents.add(session_id, agent_id)
+        self._known.add_agent(session_id, agent_id)
 
     def create_message(self, session_id: str, agent_id: str, message_id: int, entry: RawBSONDocument) -> None:
         """One insert; the unique index turns a second writer of ``message_id`` into a conflict."""
-        if len(entry.raw) + WRITE_HEADROOM_BYTES > MAX_DOCUMENT_BYTES:
-            raise SessionTooLargeError(session_id, 0, len(entry.raw), MAX_DOCUMENT_BYTES, document="a new message")
-        if (session_id, agent_id) not in self._known_agents:
-            self._require_agent(session_id, agent_id)
-        try:
-            self._messages.insert_one(split_message_document(session_id, agent_id, entry))
-        except DuplicateKeyError:
-            raise SessionConflictError(
-                f"message {message_id} of agent {agent_id!r} in session {session_id!r} was already written "
-                "by another writer; nothing was changed"
-            ) from None
+        _refuse_oversized(session_id, entry, "a new message")
+        generation = self._generation(session_id, agent_id)
+        document = split_message_document(session_id, agent_id, generation, entry)
+        if self._insert(document):
+            return
+        if self._remove_left_behind(session_id, agent_id, message_id, generation) and self._insert(document):
+            return
+        raise SessionConflictError(
+            f"message {message_id} of agent {agent_id!r} in session {session_id!r} was already written "
+            "by another writer; nothing was changed"
+        )
 
     def update_message(self, session_id: str, agent_id: str, message_id: int, body: RawBSONDocument) -> None:
         """Rewrite the message's document."""
-        if len(body.raw) + WRITE_HEADROOM_BYTES > MAX_DOCUMENT_BYTES:
-            raise SessionTooLargeError(session_id, 0, len(body.raw), MAX_DOCUMENT_BYTES, document="the message")
+        _refuse_oversized(session_id, body, "the message")
+        key = self._key(session_id, agent_id, message_id, self._generation(session_id, agent_id))
         update = {"$set": {"message": body["message"], "redact_message": body["redact_message"], "updated_at": now()}}
-        key = {"session_id": session_id, "agent_id": agent_id, "message_id": message_id}
         if self._messages.update_one(key, update).matched_count == 0:
             raise SessionNotFoundError(
                 f"message {message_id} of agent {agent_id!r} not found in session {session_id!r}"
             )
 
     def read_message(self, session_id: str, agent_id: str, message_id: int) -> Document | None:
-        """Find the message by its key."""
-        key = {"session_id": session_id, "agent_id": agent_id, "message_id": message_id}
-        found: Document | None = self._messages.find_one(key, _STORED_MESSAGE)
+        """Find the message by its key (None if the session or agent does not exist either)."""
+        try:
+            generation = self._generation(session_id, agent_id)
+        except SessionNotFoundError:
+            return None
+        found: Document | None = self._messages.find_one(
+            self._key(session_id, agent_id, message_id, generation), _STORED_MESSAGE
+        )
         return found
 
     def read_messages(self, session_id: str, agent_id: str, offset: int, limit: int | None) -> list[Document]:
         """A range on ``message_id`` from ``offset`` (sorted by the index when ``limit`` pages it)."""
-        query = {"session_id": session_id, "agent_id": agent_id, "message_id": {"$gte": offset}}
+        generation = self._generation(session_id, agent_id)
+        query = {
+            "session_id": session_id,
+            "agent_id": agent_id,
+            "message_id": {"$gte": offset},
+            GENERATION_FIELD: generation,
+        }
         if limit is None:
-            found = sorted(self._messages.find(query, _STORED_MESSAGE), key=_message_id)
-        elif limit > 0:
-            found = list(self._messages.find(query, _STORED_MESSAGE).sort("message_id", ASCENDING).limit(limit))
-        else:
-            found = []
-        if not found:
-            self._require_agent(session_id, agent_id)
-        return found
+            return sorted(self._messages.find(query, _STORED_MESSAGE, batch_size=ONE_BATCH), key=_message_id)
+        if limit == 0:
+            return []
+        return list(self._messages.find(query, _STORED_MESSAGE).sort("message_id", ASCENDING).limit(limit))
 
     def read_for_resume(self, session_id: str) -> Document | None:
         """Two reads: the session document, then every agent's messages from its offset in one query."""
@@ -147,53 +178,98 @@ class SplitLayout:
         if document is None or stored_layout(document) != self._sessions.layout:
             return document
         agents: dict[str, Document] = document.get("agents") or {}
+        generation = document.get(GENERATION_FIELD)
+        self._known.remember(session_id, generation, agents)
         ranges = []
         for agent_id, entry in agents.items():
             entry["messages_offset"] = _removed_message_count(entry)
             entry["messages"] = []
             ranges.append({"agent_id": agent_id, "message_id": {"$gte": entry["messages_offset"]}})
-            self._known_agents.add(session_id, agent_id)
         if ranges:
-            for message in self._messages.find({"session_id": session_id, "$or": ranges}, _STORED_MESSAGE):
+            query = {"session_id": session_id, GENERATION_FIELD: generation, "$or": ranges}
+            for message in self._messages.find(query, _STORED_MESSAGE, batch_size=ONE_BATCH):
                 agents[message["agent_id"]]["messages"].append(message)
             for entry in agents.values():
                 entry["messages"].sort(key=_message_id)
         return document
 
     def metrics_rows(self, session_id: str) -> list[Document]:
-        """The session's agent ids, then one aggregation over its messages."""
+        """The session's agents and generation, then one aggregation over its messages."""
         agent_ids_of = {"$map": {"input": {"$objectToArray": {"$ifNull": ["$agents", {}]}}, "in": "$$this.k"}}
-        found = list(
-            self._sessions.collection.aggregate(
-                [{"$match": {"_id": session_id}}, {"$project": {"_id": 0, "agent_ids": agent_ids_of}}]
-            )
-        )
-        if not found:
-            raise SessionNotFoundError(f"session {session_id!r} not found")
+        document = self._session(session_id, {GENERATION_FIELD: 1, "agent_ids": agent_ids_of})
+        agent_ids = sorted(document["agent_ids"])
         pipeline: list[Document] = [
-            {"$match": {"session_id": session_id}},
+            {"$match": {"session_id": session_id, GENERATION_FIELD: document.get(GENERATION_FIELD)}},
             {"$project": {"agent_id": 1, "message": "$$ROOT"}},
             *metrics.totals_per_agent_stages(),
         ]
         rows = {row["_id"]: row for row in self._messages.aggregate(pipeline)}
-        return [rows.get(agent_id) or metrics.empty_row(agent_id) for agent_id in sorted(found[0]["agent_ids"])]
+        return [rows.get(agent_id) or metrics.empty_row(agent_id) for agent_id in agent_ids]
 
-    def delete_session(self, session_id: str) -> bool:
-        """Delete the messages, then the session document."""
-        self._known_agents.forget_session(session_id)
+    def delete_session(self, session_id: str) -> None:
+        """Delete the messages (of every generation), then the session document."""
+        self._known.forget(session_id)
         self._messages.delete_many({"session_id": session_id})
-        return self._sessions.collection.delete_one({"_id": session_id}).deleted_count == 1
+        self._sessions.delete(session_id)
 
-    def _require_agent(self, session_id: str, agent_id: str) -> None:
-        """Raise unless the session exists in this layout and has the agent; remember it if so."""
-        document = self._sessions.find(session_id, {f"agents.{agent_id}.agent_id": 1, "message_layout": 1})
-        if document is None:
-            raise SessionNotFoundError(f"session {session_id!r} not found")
-        if stored_layout(document) != self._sessions.layout:
-            raise LayoutMismatchError(session_id, stored_layout(document), self._sessions.layout)
+    def _generation(self, session_id: str, agent_id: str) -> Any:
+        """The session's generation, read (once) if this repository has not yet seen the agent."""
+        known, generation = self._known.generation(session_id, agent_id)
+        if known:
+            return generation
+        document = self._session(session_id, {GENERATION_FIELD: 1, f"agents.{agent_id}.agent_id": 1})
         if agent_id not in (document.get("agents") or {}):
             raise SessionNotFoundError(f"agent {agent_id!r} not found in session {session_id!r}")
-        self._known_agents.add(session_id, agent_id)
+        self._known.remember(session_id, document.get(GENERATION_FIELD), [agent_id])
+        return document.get(GENERATION_FIELD)
+
+    def _session(self, session_id: str, projection: Document) -> Document:
+        """The session document (projected); raise if it is missing or stored in the other layout."""
+        found = list(
+            self._sessions.collection.aggregate(
+                [{"$match": {"_id": session_id}}, {"$project": {**projection, "message_layout": 1}}]
+            )
+        )
+        if not found:
+            raise SessionNotFoundError(f"session {session_id!r} not found")
+        if stored_layout(found[0]) != self._sessions.layout:
+            raise LayoutMismatchError(session_id, stored_layout(found[0]), self._sessions.layout)
+        document: Document = found[0]
+        return document
+
+    def _insert(self, document: Document) -> bool:
+        """Insert ``document``; False if its key is taken."""
+        try:
+            self._messages.insert_one(document)
+        except DuplicateKeyError:
+            return False
+        return True
+
+    def _remove_left_behind(self, session_id: str, agent_id: str, message_id: int, generation: Any) -> bool:
+        """Delete the message holding this key if an earlier generation of the session left it behind.
+
+        Only on this refused path is the session's current generation read: if it is no longer
+        the one this repository wrote in, the session was deleted and created again meanwhile, and
+        nothing may be written into (or removed from) the new one.
+        """
+        current = self._session(session_id, {GENERATION_FIELD: 1}).get(GENERATION_FIELD)
+        if current != generation:
+            self._known.forget(session_id)
+            raise SessionConflictError(
+                f"session {session_id!r} was deleted and created again since this repository read it; "
+                "nothing was written"
+            )
+        key = {"session_id": session_id, "agent_id": agent_id, "message_id": message_id}
+        return self._messages.delete_one({**key, GENERATION_FIELD: {"$ne": current}}).deleted_count == 1
+
+    @staticmethod
+    def _key(session_id: str, agent_id: str, message_id: int, generation: Any) -> Document:
+        return {"session_id": session_id, "agent_id": agent_id, "message_id": message_id, GENERATION_FIELD: generation}
+
+
+def _refuse_oversized(session_id: str, payload: RawBSONDocument, what: str) -> None:
+    if len(payload.raw) + WRITE_HEADROOM_BYTES > MAX_DOCUMENT_BYTES:
+        raise SessionTooLargeError(session_id, 0, len(payload.raw), MAX_DOCUMENT_BYTES, document=what)
 
 
 def _message_id(message: Document) -> Any:

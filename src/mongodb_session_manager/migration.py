@@ -20,11 +20,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from bson import ObjectId
 from pymongo import ReplaceOne
 from pymongo.collection import Collection
 from pymongo.database import Database
 
-from ._documents import Document
+from ._documents import GENERATION_FIELD, Document
 from ._indexes import ensure_indexes
 from ._session_documents import LAYOUT_FIELD, layout_condition, stored_layout
 from ._split_layout import MESSAGE_INDEXES, default_messages_collection_name, split_message_document
@@ -102,7 +103,11 @@ def _migrate_session(
         if document is None or stored_layout(document) != "embedded":
             return 0  # deleted or migrated by someone else meanwhile
         agents: dict[str, Document] = document.get("agents") or {}
-        counts = {agent_id: _copy_agent(messages, session_id, agent_id, entry) for agent_id, entry in agents.items()}
+        generation = document.get(GENERATION_FIELD) or ObjectId()  # sessions from before generations have none
+        counts = {
+            agent_id: _copy_agent(messages, session_id, agent_id, generation, entry)
+            for agent_id, entry in agents.items()
+        }
         unchanged: Document = {
             "_id": session_id,
             "updated_at": document.get("updated_at"),
@@ -117,7 +122,7 @@ def _migrate_session(
                 ]
             },
         }
-        switch: Document = {"$set": {LAYOUT_FIELD: "split"}}
+        switch: Document = {"$set": {LAYOUT_FIELD: "split", GENERATION_FIELD: generation}}
         if agents:
             switch["$unset"] = {f"agents.{agent_id}.messages": "" for agent_id in agents}
         if sessions.update_one(unchanged, switch).matched_count == 1:
@@ -127,8 +132,14 @@ def _migrate_session(
     raise MigrationError(f"kept changing while being migrated ({max_attempts} attempts); run the migration again")
 
 
-def _copy_agent(messages: Collection[Document], session_id: Any, agent_id: str, entry: Document) -> int:
-    """Upsert the agent's messages into ``messages`` and verify they are all there; return the count."""
+def _copy_agent(
+    messages: Collection[Document], session_id: Any, agent_id: str, generation: Any, entry: Document
+) -> int:
+    """Upsert the agent's messages into ``messages`` and verify they are all there; return the count.
+
+    A message already stored under the same key (an earlier, interrupted copy, or one left behind
+    by an earlier session with this id) is replaced.
+    """
     try:
         validate_field_name(agent_id, "agent_id")
     except InvalidIdentifierError as error:
@@ -142,14 +153,14 @@ def _copy_agent(messages: Collection[Document], session_id: Any, agent_id: str, 
             [
                 ReplaceOne(
                     {"session_id": session_id, "agent_id": agent_id, "message_id": message["message_id"]},
-                    split_message_document(session_id, agent_id, message),
+                    split_message_document(session_id, agent_id, generation, message),
                     upsert=True,
                 )
                 for message in stored[start : start + COPY_BATCH]
             ],
             ordered=False,
         )
-    copied = messages.count_documents({"session_id": session_id, "agent_id": agent_id})
+    copied = messages.count_documents({"session_id": session_id, "agent_id": agent_id, GENERATION_FIELD: generation})
     if copied != len(stored):
         raise MigrationError(
             f"agent {agent_id!r}: the session document holds {len(stored)} messages but the messages collection "

@@ -1,6 +1,7 @@
 """Strands session manager backed by :class:`MongoDBSessionRepository`, recording model metrics."""
 
 import logging
+import weakref
 from types import TracebackType
 from typing import Any
 
@@ -59,14 +60,20 @@ class MongoDBSessionManager(RepositorySessionManager):
             repository.close()
             raise
         self.repository = repository
-        self._stale_agent_ids: set[str] = set()
+        self._stale_agents: weakref.WeakSet[LocalAgent] = weakref.WeakSet()
+        self._agent_ids_gone_stale: set[str] = set()
 
     def initialize(self, agent: LocalAgent, **kwargs: Any) -> None:
         """Create or restore the agent, then record it as synced (it matches what is stored).
 
         Without the baseline, Strands' first sync of every new manager rewrites the agent's
         unchanged state: one wasted write per request in a web app that resumes per request.
+        An agent id whose Agent went stale may be initialised again with a new Agent, which
+        resumes from what is stored; the stale Agent stays refused.
         """
+        if agent.agent_id in self._agent_ids_gone_stale:
+            self._agent_ids_gone_stale.discard(agent.agent_id)
+            self._forget_agent(agent.agent_id)
         super().initialize(agent, **kwargs)
         with agent_already_stored():
             super().sync_agent(agent)
@@ -78,7 +85,8 @@ class MongoDBSessionManager(RepositorySessionManager):
         unreachable, the document is full), the error propagates and the Agent is marked stale:
         its conversation in memory no longer matches the store. Its later appends raise
         :class:`StaleAgentError` and its state is no longer synced, so it cannot leave a gap or
-        overwrite another writer's data. Create a new Agent with the same session id to resume.
+        overwrite another writer's data. Create a new Agent with the same session id (on this
+        manager or another) to resume.
         """
         self._refuse_if_stale(agent)
         recorded = assistant_message_metrics(message, agent)
@@ -87,12 +95,13 @@ class MongoDBSessionManager(RepositorySessionManager):
             with self.repository.annotate_messages(**extra_fields):
                 super().append_message(message, agent, **kwargs)
         except Exception:
-            self._stale_agent_ids.add(agent.agent_id)
+            self._stale_agents.add(agent)
+            self._agent_ids_gone_stale.add(agent.agent_id)
             raise
 
     def sync_agent(self, agent: LocalAgent, **kwargs: Any) -> None:
         """Persist the agent's state; skipped (with a warning) for a stale Agent."""
-        if agent.agent_id in self._stale_agent_ids:
+        if agent in self._stale_agents:
             logger.warning(
                 "session_id=<%s>, agent_id=<%s> | not syncing a stale agent; re-create it to resume",
                 self.session_id,
@@ -106,8 +115,13 @@ class MongoDBSessionManager(RepositorySessionManager):
         self._refuse_if_stale(agent)
         super().redact_latest_message(redact_message, agent, **kwargs)
 
+    def _forget_agent(self, agent_id: str) -> None:
+        """Drop what Strands' manager recorded for ``agent_id``, so a new Agent can take the id over."""
+        for records in (self._latest_agent_message, self._last_synced_internal_state, self._held_records):
+            records.pop(agent_id, None)
+
     def _refuse_if_stale(self, agent: LocalAgent) -> None:
-        if agent.agent_id in self._stale_agent_ids:
+        if agent in self._stale_agents:
             raise StaleAgentError(
                 f"agent {agent.agent_id!r} of session {self.session_id!r} missed a write and no longer matches "
                 "what is stored; create a new Agent with this session id to resume"

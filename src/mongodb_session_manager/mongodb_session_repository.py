@@ -187,10 +187,13 @@ class MongoDBSessionRepository(SessionRepository):
         insert_only = {**new_session_document(session), LAYOUT_FIELD: self.layout, "updated_at": now()}
         try:
             with self._snapshots.writing(session_id):
-                self._collection.update_one({"_id": session_id}, {"$setOnInsert": insert_only}, upsert=True)
+                result = self._collection.update_one({"_id": session_id}, {"$setOnInsert": insert_only}, upsert=True)
         except DuplicateKeyError:
             # Two upserts raced to insert the same _id; the other one created it, which is all we want.
             logger.debug("session_id=<%s> | concurrent creation, session already exists", session_id)
+            return session
+        if result.upserted_id is not None:
+            self._layout.session_created(session_id, insert_only)
         return session
 
     def read_session(self, session_id: str, **kwargs: Any) -> Session | None:
@@ -209,9 +212,7 @@ class MongoDBSessionRepository(SessionRepository):
         """Delete the session and everything stored for it; raise if it does not exist."""
         validate_session_id(session_id)
         with self._snapshots.writing(session_id):
-            existed = self._layout.delete_session(session_id)
-        if not existed:
-            raise SessionNotFoundError(f"session {session_id!r} not found")
+            self._layout.delete_session(session_id)
 
     # Agents
 

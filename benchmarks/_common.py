@@ -1,0 +1,201 @@
+"""What the benchmarks share: the server, arguments, statistics, tables, progress and the results file.
+
+Every benchmark runs against a real MongoDB wire-protocol server: ``--uri`` or ``$MONGODB_URI``
+if given, otherwise an in-memory SecantusDB started in this process (a development dependency).
+Agents are real ``strands.Agent``s driven by ``ScriptedModel`` from ``examples/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib.metadata
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCHMARKS = ROOT / "benchmarks"
+RESULTS = BENCHMARKS / "results"
+EXAMPLES = ROOT / "examples"
+TESTS = ROOT / "tests"
+
+for _directory in (EXAMPLES, TESTS):  # ScriptedModel, CommandCounter (and the example apps)
+    if str(_directory) not in sys.path:
+        sys.path.insert(0, str(_directory))
+
+from command_counter import CommandCounter  # noqa: E402
+from scripted_model import ScriptedModel  # noqa: E402
+
+__all__ = [
+    "CommandCounter",
+    "Progress",
+    "ScriptedModel",
+    "median",
+    "mongodb_server",
+    "parse_args",
+    "percentile",
+    "print_table",
+    "unique_database",
+    "write_results",
+]
+
+PACKAGES = ("mongodb-session-manager", "strands-agents", "pymongo", "secantusdb", "fastapi", "uvicorn", "httpx")
+
+
+# -- arguments and the server -------------------------------------------------------------------
+
+
+def parse_args(description: str, parser: argparse.ArgumentParser | None = None) -> argparse.Namespace:
+    """Parse ``--uri`` (default ``$MONGODB_URI``) and ``--no-save`` plus whatever ``parser`` already has."""
+    parser = parser or argparse.ArgumentParser(description=description)
+    parser.add_argument(
+        "--uri",
+        default=os.environ.get("MONGODB_URI"),
+        help="MongoDB URI (default: $MONGODB_URI; unset starts an in-memory SecantusDB in this process)",
+    )
+    parser.add_argument("--no-save", action="store_true", help="do not write benchmarks/results/<name>.json")
+    return parser.parse_args()
+
+
+@contextmanager
+def mongodb_server(uri: str | None) -> Iterator[tuple[str, str]]:
+    """Yield ``(uri, description)``: ``uri`` if given, else an in-memory SecantusDB started here."""
+    if uri:
+        yield uri, "given by --uri / $MONGODB_URI"
+        return
+    from secantus import SecantusDBServer  # type: ignore[import-untyped]
+
+    server = SecantusDBServer(host="127.0.0.1", port=0, storage_path=":memory:")
+    server.start()
+    try:
+        yield server.uri, "SecantusDB in memory, in this process (it shares the GIL with the benchmark)"
+    finally:
+        server.stop()
+
+
+def unique_database(prefix: str) -> str:
+    """A fresh database name, so runs never see each other's data."""
+    return f"bench_{prefix}_{uuid.uuid4().hex[:8]}"
+
+
+# -- statistics -------------------------------------------------------------------------------------
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values)
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    """Nearest-rank percentile: ``percentile(latencies, 0.99)``."""
+    ordered = sorted(values)
+    rank = max(1, math.ceil(fraction * len(ordered)))
+    return ordered[rank - 1]
+
+
+# -- output --------------------------------------------------------------------------------------------
+
+
+def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], title: str | None = None) -> str:
+    """Print ``rows`` as a Markdown table (it reads well in a terminal and pastes into the README)."""
+    cells = [[str(header) for header in headers], *[[str(cell) for cell in row] for row in rows]]
+    widths = [max(len(row[column]) for row in cells) for column in range(len(headers))]
+
+    def line(row: Sequence[str]) -> str:
+        return "| " + " | ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)) + " |"
+
+    text = "\n".join([line(cells[0]), "|" + "|".join("-" * (width + 2) for width in widths) + "|"])
+    text += "".join("\n" + line(row) for row in cells[1:])
+    if title:
+        text = f"\n{title}\n\n{text}"
+    print(text, flush=True)
+    return text
+
+
+class Progress:
+    """``label 40/100 12.5/s, eta 5s`` on stderr, redrawn at most every half second."""
+
+    def __init__(self, total: int, label: str) -> None:
+        self.total = total
+        self.label = label
+        self.done = 0
+        self.started = time.monotonic()
+        self._drawn = 0.0
+        self._interactive = sys.stderr.isatty()
+
+    def advance(self, count: int = 1) -> None:
+        self.done += count
+        now = time.monotonic()
+        if now - self._drawn >= (0.5 if self._interactive else 10.0) or self.done == self.total:
+            self._drawn = now
+            self._draw(now)
+
+    def _draw(self, now: float) -> None:
+        elapsed = now - self.started
+        rate = self.done / elapsed if elapsed > 0 else 0.0
+        eta = (self.total - self.done) / rate if rate > 0 else float("inf")
+        text = f"{self.label} {self.done}/{self.total} {rate:.1f}/s, {elapsed:.0f}s elapsed, eta {eta:.0f}s"
+        sys.stderr.write(f"\r{text}\033[K" if self._interactive else f"{text}\n")
+        sys.stderr.flush()
+
+    def close(self) -> float:
+        """Finish the line; return the seconds since the start."""
+        elapsed = time.monotonic() - self.started
+        if self._interactive:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+        return elapsed
+
+
+def versions() -> dict[str, str | None]:
+    found: dict[str, str | None] = {}
+    for package in PACKAGES:
+        try:
+            found[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            found[package] = None
+    return found
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "processor": platform.processor() or None,
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+    }
+
+
+def write_results(
+    name: str, args: argparse.Namespace, server: str, parameters: dict[str, Any], figures: Any, tables: Sequence[str]
+) -> Path | None:
+    """Write ``benchmarks/results/<name>.json`` (unless ``--no-save``) and say where."""
+    if args.no_save:
+        return None
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    document = {
+        "benchmark": name,
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "server": server,
+        "machine": machine(),
+        "versions": versions(),
+        "parameters": parameters,
+        "figures": figures,
+        "tables": list(tables),
+    }
+    path.write_text(json.dumps(document, indent=2, default=str) + "\n")
+    print(f"\nresults written to {path.relative_to(ROOT)}", flush=True)
+    return path

@@ -1,0 +1,243 @@
+"""Does a turn get slower as the conversation grows? Turn latency over N turns, per layout and without persistence.
+
+Every configuration runs the same conversation: a real ``strands.Agent`` with ``ScriptedModel.echo()``
+and ``NullConversationManager`` (history is never trimmed, so it keeps growing), ~300-byte prompts.
+"baseline" is the same Agent with no session manager. The claim checked: with ``layout="split"``
+the median of the last 10 turns is at most 1.5 times the median of the first 10. Exit status 1 if not.
+
+    uv run python benchmarks/growth.py [--turns 1000] [--uri mongodb://...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import gc
+import sys
+import time
+from typing import Any
+
+from _common import (
+    Progress,
+    ScriptedModel,
+    median,
+    mongodb_server,
+    parse_args,
+    print_table,
+    unique_database,
+    write_results,
+)
+from pymongo import MongoClient, monitoring
+from strands import Agent
+from strands.agent.conversation_manager import NullConversationManager
+
+from mongodb_session_manager import MongoDBSessionManager, MongoDBSessionRepository
+
+CONFIGURATIONS = ("baseline", "split", "embedded")
+CLAIM_RATIO = 1.5
+
+
+def prompt(turn: int, size: int) -> str:
+    text = f"Turn {turn}: please summarise the following notes. "
+    return text + "lorem ipsum " * max(0, (size - len(text)) // 12)
+
+
+class CommandTime(monitoring.CommandListener):
+    """Adds up the durations pymongo measured for the commands sent (request to reply, client side)."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.commands = 0
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        pass
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        self.seconds += event.duration_micros / 1e6
+        self.commands += 1
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        self.seconds += event.duration_micros / 1e6
+        self.commands += 1
+
+
+class Run:
+    """One configuration's figures, per turn (seconds)."""
+
+    def __init__(self) -> None:
+        self.latencies: list[float] = []
+        self.mongodb: list[float] = []
+        """Time spent in MongoDB commands during each turn."""
+        self.history_copy: dict[int, float] = {}
+        """At the first and last turns: what one deep copy of the history sent to the model costs."""
+
+
+def run(configuration: str, uri: str, turns: int, prompt_bytes: int, edge: int) -> Run:
+    """``turns`` turns of one conversation."""
+    timer = CommandTime()
+    client: MongoClient[dict[str, Any]] = MongoClient(uri, event_listeners=[timer])
+    database_name = unique_database(f"growth_{configuration}")
+    try:
+        model = ScriptedModel.echo(record_calls=False)  # a recording model deep-copies the history per call
+        if configuration == "baseline":
+            agent = Agent(model=model, conversation_manager=NullConversationManager(), callback_handler=None)
+        else:
+            MongoDBSessionRepository(client=client, database_name=database_name, layout=configuration)  # indexes
+            manager = MongoDBSessionManager("growth", client=client, database_name=database_name, layout=configuration)
+            agent = Agent(
+                model=model,
+                session_manager=manager,
+                conversation_manager=NullConversationManager(),
+                callback_handler=None,
+            )
+        progress = Progress(turns, f"{configuration:>8}: turn")
+        figures = Run()
+        for turn in range(turns):
+            text = prompt(turn, prompt_bytes)
+            timer.seconds = 0.0
+            started = time.perf_counter()
+            agent(text)
+            figures.latencies.append(time.perf_counter() - started)
+            figures.mongodb.append(timer.seconds)
+            if turn < edge or turn >= turns - edge:
+                started = time.perf_counter()
+                copy.deepcopy(agent.messages[:-1])  # the history sent to the model (Strands copies it per call)
+                figures.history_copy[turn] = time.perf_counter() - started
+            progress.advance()
+        progress.close()
+        assert len(agent.messages) == 2 * turns
+        return figures
+    finally:
+        client.drop_database(database_name)
+        client.close()
+        gc.collect()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--turns", type=int, default=1000, help="turns per configuration (1000)")
+    parser.add_argument("--prompt-bytes", type=int, default=300, help="size of each prompt (300)")
+    parser.add_argument("--edge", type=int, default=10, help="how many first and last turns to compare (10)")
+    args = parse_args(__doc__ or "", parser)
+    edge = args.edge
+    if args.turns < 2 * edge:
+        parser.error("--turns must be at least twice --edge")
+
+    runs: dict[str, Run] = {}
+    seconds: dict[str, float] = {}
+    with mongodb_server(args.uri) as (uri, server):
+        for configuration in CONFIGURATIONS:
+            started = time.monotonic()
+            runs[configuration] = run(configuration, uri, args.turns, args.prompt_bytes, edge)
+            seconds[configuration] = time.monotonic() - started
+
+    def first(values: list[float]) -> float:
+        return median(values[:edge])
+
+    def last(values: list[float]) -> float:
+        return median(values[-edge:])
+
+    def ms(value: float) -> str:
+        return f"{value * 1000:.2f}"
+
+    baseline = runs["baseline"].latencies
+    # per turn, minus the baseline's time for the same turn: what persistence adds
+    net = {name: [t - b for t, b in zip(r.latencies, baseline, strict=True)] for name, r in runs.items()}
+    figures: dict[str, Any] = {}
+    rows = []
+    for name in CONFIGURATIONS:
+        latencies, mongodb = runs[name].latencies, runs[name].mongodb
+        copies = list(runs[name].history_copy.values())
+        entry = {
+            "median_first_s": first(latencies),
+            "median_last_s": last(latencies),
+            "ratio": last(latencies) / first(latencies),
+            "history_copy_first_s": median(copies[:edge]),
+            "history_copy_last_s": median(copies[-edge:]),
+            "total_s": seconds[name],
+        }
+        row = [name, ms(entry["median_first_s"]), ms(entry["median_last_s"]), f"{entry['ratio']:.2f}"]
+        if name == "baseline":
+            row += ["-", "-", "-", "-", "-"]
+        else:
+            entry |= {
+                "net_median_first_s": first(net[name]),
+                "net_median_last_s": last(net[name]),
+                "net_ratio": last(net[name]) / first(net[name]) if first(net[name]) > 0 else None,
+                "mongodb_median_first_s": first(mongodb),
+                "mongodb_median_last_s": last(mongodb),
+                "mongodb_ratio": last(mongodb) / first(mongodb) if first(mongodb) > 0 else None,
+            }
+            row += [
+                f"{ms(entry['net_median_first_s'])} -> {ms(entry['net_median_last_s'])}",
+                f"{entry['net_ratio']:.2f}" if entry["net_ratio"] else "-",
+                f"{ms(entry['mongodb_median_first_s'])} -> {ms(entry['mongodb_median_last_s'])}",
+                f"{entry['mongodb_ratio']:.2f}" if entry["mongodb_ratio"] else "-",
+                f"{ms(entry['history_copy_last_s'])}",
+            ]
+        if name == "baseline":
+            row[-1] = ms(entry["history_copy_last_s"])
+        row.append(f"{seconds[name]:.0f}")
+        rows.append(row)
+        figures[name] = entry | {"latencies_s": latencies, "mongodb_s": mongodb}
+    headers = [
+        "configuration",
+        f"first {edge} ms",
+        f"last {edge} ms",
+        "last/first",
+        "net of baseline ms",
+        "net last/first",
+        "in MongoDB ms",
+        "MongoDB last/first",
+        "1 history copy, last ms",
+        "run s",
+    ]
+    title = (
+        f"Median turn latency, first {edge} vs last {edge} of {args.turns} turns, history never trimmed, "
+        f"{args.prompt_bytes}-byte prompts ({server})"
+    )
+    tables = [print_table(headers, rows, title=title)]
+    print(
+        "net of baseline: per turn, minus the baseline's time for the same turn; in MongoDB: the turn's commands, "
+        "as timed by pymongo; 1 history copy: one deep copy of the history sent to the model (Strands 1.62 makes two "
+        "per model call and JSON-encodes it twice for its trace spans)"
+    )
+
+    buckets = min(10, args.turns)
+    size = args.turns // buckets
+    curve_rows = []
+    for bucket in range(buckets):
+        window = slice(bucket * size, (bucket + 1) * size)
+        curve_rows.append(
+            [
+                f"{window.start + 1}-{window.stop}",
+                *(ms(median(runs[name].latencies[window])) for name in CONFIGURATIONS),
+                *(ms(median(runs[name].mongodb[window])) for name in CONFIGURATIONS if name != "baseline"),
+            ]
+        )
+    curve_headers = [
+        "turns",
+        *(f"{name} ms" for name in CONFIGURATIONS),
+        *(f"{name} in MongoDB ms" for name in CONFIGURATIONS if name != "baseline"),
+    ]
+    tables.append(print_table(curve_headers, curve_rows, title="Median turn latency per bucket of turns"))
+
+    split = figures["split"]
+    held = split["ratio"] <= CLAIM_RATIO
+    verdict = (
+        f"Claim: with layout='split', median of the last {edge} turns / first {edge} <= {CLAIM_RATIO}: "
+        f"{split['ratio']:.2f} -> {'PASS' if held else 'FAIL'}\n"
+        f"  the baseline (same Agent, no persistence) grows {figures['baseline']['ratio']:.2f}x by itself; "
+        f"split net of the baseline: {split['net_ratio']:.2f}x; "
+        f"split's MongoDB commands: {split['mongodb_ratio']:.2f}x"
+    )
+    print("\n" + verdict, flush=True)
+    tables.append(verdict)
+    figures["claim"] = {"split_ratio_at_most": CLAIM_RATIO, "split_ratio": split["ratio"], "held": held}
+    parameters = {"turns": args.turns, "prompt_bytes": args.prompt_bytes, "edge": edge}
+    write_results("growth", args, server, parameters, figures, tables)
+    sys.exit(0 if held else 1)
+
+
+if __name__ == "__main__":
+    main()

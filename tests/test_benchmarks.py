@@ -1,0 +1,110 @@
+"""The command budgets that ``benchmarks/commands.py`` prints, asserted with the same measuring function.
+
+Counts of commands do not depend on the machine, so they are exact. Resumes use 200 messages
+here (1,000 in the benchmark): the command counts are the same, only the bytes differ.
+"""
+
+import importlib
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pymongo import MongoClient
+from strands import Agent
+from strands.agent.conversation_manager import NullConversationManager
+
+from mongodb_session_manager import MongoDBSessionManager, MongoDBSessionRepository
+
+from command_counter import CommandCounter
+from scripted_model import ScriptedModel
+from stored_sessions import StoredSessions
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+commands = importlib.import_module("commands")
+
+Counting = tuple[MongoClient[dict[str, Any]], CommandCounter]
+RESUME_MESSAGES = 200
+WINDOW = 40
+
+EXPECTED: dict[str, dict[str, list[str]]] = {
+    "embedded": {
+        "new session": ["aggregate", "update", "findAndModify"],
+        "plain turn": ["findAndModify"] * 2,
+        "tool turn": ["findAndModify"] * 5,
+        "resume": ["aggregate"],
+        "resume, window": ["aggregate"],
+    },
+    "split": {
+        "new session": ["find", "update", "findAndModify"],
+        "plain turn": ["insert"] * 2,
+        "tool turn": ["insert", "insert", "insert", "findAndModify", "insert"],
+        "resume": ["find", "find"],
+        "resume, window": ["find", "find"],
+    },
+}
+MESSAGES_IN_AGENT = {"new session": 0, "plain turn": 4, "tool turn": 6, "resume": RESUME_MESSAGES, "resume, window": 40}
+
+
+@pytest.fixture(scope="module")
+def measured(mongodb_uri: str) -> dict[str, dict[str, Any]]:
+    """Both layouts measured once for the module, as the benchmark measures them."""
+    results = {}
+    for layout in commands.LAYOUTS:
+        counter = CommandCounter()
+        client: MongoClient[dict[str, Any]] = MongoClient(
+            mongodb_uri, serverSelectionTimeoutMS=5000, event_listeners=[counter]
+        )
+        database_name = f"t_benchmark_commands_{layout}"
+        try:
+            results[layout] = commands.measure(client, counter, database_name, layout, RESUME_MESSAGES, WINDOW)
+        finally:
+            client.drop_database(database_name)
+            client.close()
+    return results
+
+
+@pytest.mark.parametrize(
+    ("layout", "operation"),
+    [(layout, operation) for layout in commands.LAYOUTS for operation in commands.OPERATIONS],
+)
+def test_commands_per_operation(measured: dict[str, dict[str, Any]], layout: str, operation: str) -> None:
+    measurement = measured[layout][operation]
+    assert measurement.messages_in_agent == MESSAGES_IN_AGENT[operation]
+    assert measurement.sequence == EXPECTED[layout][operation]
+
+
+def test_a_window_resume_reads_only_the_window(measured: dict[str, dict[str, Any]]) -> None:
+    for layout in commands.LAYOUTS:
+        whole, window = measured[layout]["resume"].reply_bytes, measured[layout]["resume, window"].reply_bytes
+        assert window < whole * (WINDOW / RESUME_MESSAGES) * 1.5, (layout, window, whole)
+
+
+def test_the_quick_builder_stores_what_create_message_stores(
+    mongo_client: MongoClient[dict[str, Any]], database_name: str
+) -> None:
+    """``store_messages`` bypasses ``create_message`` for the embedded layout; the stored entries must match."""
+    count = 6
+    stored = StoredSessions(mongo_client[database_name], "embedded")
+    commands.build_session(mongo_client, database_name, "embedded", "quick", count)
+    manager = MongoDBSessionManager("slow", client=mongo_client, database_name=database_name)
+    agent = Agent(
+        model=ScriptedModel([]),
+        session_manager=manager,
+        conversation_manager=NullConversationManager(),
+        callback_handler=None,
+    )
+    repository: MongoDBSessionRepository = manager.repository
+    for index in range(count):
+        message = commands.SessionMessage.from_message(commands.text_message(index), index)
+        extra = {"event_loop_metrics": commands.answer_metrics(index)} if index % 2 else {}
+        with repository.annotate_messages(**extra):
+            repository.create_message("slow", agent.agent_id, message)
+
+    def without_times(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [{k: v for k, v in entry.items() if k not in ("created_at", "updated_at")} for entry in entries]
+
+    quick = stored.messages("quick", agent.agent_id)
+    assert len(quick) == count
+    assert without_times(quick) == without_times(stored.messages("slow", agent.agent_id))
+    assert [list(entry) for entry in quick] == [list(entry) for entry in stored.messages("slow", agent.agent_id)]
