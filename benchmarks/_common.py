@@ -41,6 +41,7 @@ __all__ = [
     "Progress",
     "ScriptedModel",
     "median",
+    "microseconds",
     "mongodb_server",
     "parse_args",
     "percentile",
@@ -93,6 +94,11 @@ def unique_database(prefix: str) -> str:
 
 def median(values: Sequence[float]) -> float:
     return statistics.median(values)
+
+
+def microseconds(seconds: Sequence[float]) -> list[float]:
+    """Seconds rounded to the microsecond, to keep results files small."""
+    return [round(value, 6) for value in seconds]
 
 
 def percentile(values: Sequence[float], fraction: float) -> float:

@@ -28,6 +28,7 @@ from _common import (
     EXAMPLES,
     Progress,
     median,
+    microseconds,
     mongodb_server,
     parse_args,
     percentile,
@@ -207,7 +208,7 @@ def main() -> None:
                         "messages_stored_per_session": counts,
                         "all_stored": all(count == expected for count in counts),
                         "app_stats": httpx.get(f"{base_url}/stats", timeout=10).json(),
-                        "latencies_s": latencies,
+                        "latencies_s": microseconds(latencies),
                     }
             finally:
                 stop_app(process)

@@ -216,7 +216,7 @@ def test_agent_built_long_after_its_manager_reads_the_current_conversation(
 
 def test_a_read_that_overlaps_a_write_is_not_kept() -> None:
     snapshots = _resume.ResumeSnapshots()
-    document = {"agents": {"a": {"messages_offset": 0, "messages": [{"message_id": 0}]}}}
+    document = {"agents": {"a": {"messages": [{"message_id": 0}]}}}
     marker = snapshots.writes_so_far()
     with snapshots.writing("s1"):
         pass  # a write to the session lands while the read is in flight

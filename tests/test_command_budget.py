@@ -297,7 +297,7 @@ def test_split_repository_operations_cost(counting_client: Counting, database_na
     assert counter.names() == ["aggregate", "update"]
     calls: dict[str, tuple[Callable[[], object], list[str]]] = {
         "update_metadata": (lambda: repository.update_metadata("s1", {"a": 1, "b": 2}), ["findAndModify"]),
-        "delete_metadata": (lambda: repository.delete_metadata("s1", ["a"]), ["update"]),
+        "delete_metadata": (lambda: repository.delete_metadata("s1", ["a"]), ["findAndModify"]),
         "get_metadata": (lambda: repository.get_metadata("s1"), ["find"]),
         "update_message": (lambda: repository.update_message("s1", "default", redacted), ["update"]),
         "create_multi_agent": (lambda: repository.create_multi_agent("s1", graph_like), ["findAndModify"]),  # type: ignore[arg-type]
@@ -306,8 +306,8 @@ def test_split_repository_operations_cost(counting_client: Counting, database_na
         "list_messages page": (lambda: repository.list_messages("s1", "default", offset=1, limit=1), ["find"]),
         # the session's agent ids, then the sums over its messages
         "get_metrics_summary": (lambda: repository.get_metrics_summary("s1"), ["aggregate", "aggregate"]),
-        # the messages, then the session document
-        "delete_session": (lambda: repository.delete_session("s1"), ["delete", "delete"]),
+        # the session document (checking layout and generation), then that generation's messages
+        "delete_session": (lambda: repository.delete_session("s1"), ["findAndModify", "delete"]),
     }
     for name, (call, expected) in calls.items():
         counter.reset()

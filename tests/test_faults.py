@@ -13,8 +13,8 @@ acknowledged write survives SIGKILL) on a loopback port of their own; they never
   Agent, and the next turn works and is stored.
 * SIGSTOP (a hung server: connections open, no answers): with ``timeoutMS`` the turn fails within
   it; the write that timed out may still land when the server resumes, but whole and only once.
-* The last test (on the shared test server) records a gap: after a failed write, the same manager
-  cannot take a new Agent; only a new manager resumes.
+* The last test (on the shared test server): after a failed write, a new Agent on the same manager
+  resumes from what is stored, while the stale Agent stays refused.
 """
 
 from __future__ import annotations

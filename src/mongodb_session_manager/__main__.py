@@ -62,7 +62,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"migrated {report.migrated} session(s), {report.messages_copied} message(s)")
     for session_id, reason in report.failed.items():
         print(f"not migrated: {session_id!r}: {reason}", file=sys.stderr)
-    return 1 if report.failed else 0
+    if report.still_embedded:
+        print(
+            f"{report.still_embedded} session(s) in {where} are still embedded (listed above, or created while "
+            "this ran); run the migration again once every writer uses layout='split'",
+            file=sys.stderr,
+        )
+    return 1 if report.failed or report.still_embedded else 0
 
 
 if __name__ == "__main__":

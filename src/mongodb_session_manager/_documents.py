@@ -102,6 +102,12 @@ def agent_from_document(document: Document) -> SessionAgent:
     )
 
 
+def removed_message_count(agent: Document) -> int:
+    """Messages of the agent its conversation manager already dropped: where a resume starts."""
+    count = (agent.get("conversation_manager_state") or {}).get("removed_message_count")
+    return count if isinstance(count, int) and not isinstance(count, bool) and count > 0 else 0
+
+
 MESSAGE_FIELDS = ("message_id", "message", "redact_message", "created_at", "updated_at")
 """The fields every stored message has (see :func:`message_document`)."""
 

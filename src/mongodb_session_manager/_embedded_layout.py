@@ -23,12 +23,6 @@ class EmbeddedLayout:
         self._sessions = sessions
         self.new_agent_fields: Document = {"messages": []}
 
-    def session_created(self, session_id: str, document: Document) -> None:
-        """Nothing to remember."""
-
-    def agent_exists(self, session_id: str, agent_id: str) -> None:
-        """Nothing to do: every write checks the agent in its own filter."""
-
     def create_message(self, session_id: str, agent_id: str, message_id: int, entry: RawBSONDocument) -> None:
         """Push the message, if the agent exists and does not have ``message_id`` yet."""
         path = f"agents.{agent_id}"
@@ -134,10 +128,7 @@ def _resume_pipeline(session_id: str) -> list[Document]:
     sliced_agent = {
         "$mergeObjects": [
             "$$agent.v",
-            {
-                "messages_offset": offset,
-                "messages": {"$slice": [{"$ifNull": ["$$agent.v.messages", []]}, offset, END_OF_ARRAY]},
-            },
+            {"messages": {"$slice": [{"$ifNull": ["$$agent.v.messages", []]}, offset, END_OF_ARRAY]}},
         ]
     }
     agents = {"$objectToArray": {"$ifNull": ["$agents", {}]}}

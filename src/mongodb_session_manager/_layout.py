@@ -29,12 +29,6 @@ class MessageLayout(Protocol):
     new_agent_fields: Document
     """Fields a new agent entry in the session document starts with."""
 
-    def session_created(self, session_id: str, document: Document) -> None:
-        """Told that this repository inserted the session ``document``."""
-
-    def agent_exists(self, session_id: str, agent_id: str) -> None:
-        """Told that the agent exists (it was just created or read)."""
-
     def create_message(self, session_id: str, agent_id: str, message_id: int, entry: RawBSONDocument) -> None:
         """Store a new message; a ``message_id`` already stored raises ``SessionConflictError``."""
 
@@ -50,7 +44,8 @@ class MessageLayout(Protocol):
     def read_for_resume(self, session_id: str) -> Document | None:
         """The session document with each agent's ``messages`` from its conversation manager's offset.
 
-        Each agent entry also gets ``messages_offset``, the position its messages start at.
+        The offset is ``_documents.removed_message_count`` of the agent entry; the result is never
+        larger than what is stored, so it always fits in one reply.
         """
 
     def metrics_rows(self, session_id: str) -> list[Document]:

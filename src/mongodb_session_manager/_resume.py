@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._documents import Document
+from ._documents import Document, removed_message_count
 
 MAX_SNAPSHOTS = 64
 SNAPSHOT_TTL_SECONDS = 1.0
@@ -97,7 +97,7 @@ class ResumeSnapshots:
             if snapshot is None or agent_id not in snapshot.answered:
                 return None
             entry = snapshot.agents.pop(agent_id, None)
-            if entry is None or entry.get("messages_offset") != offset:
+            if entry is None or removed_message_count(entry) != offset:
                 return None
             messages: list[Any] = entry.get("messages") or []
             return messages

@@ -8,12 +8,14 @@ Only a refused write pays one more read (:meth:`SessionDocuments.probe`) to rais
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import bson
 from pymongo import ReturnDocument
 from pymongo.collection import Collection
 
-from ._documents import Document
+from ._documents import GENERATION_FIELD, Document
+from ._known_sessions import KnownSessions
 from .errors import LayoutMismatchError, SessionConflictError, SessionNotFoundError, SessionTooLargeError
 
 logger = logging.getLogger(__name__)
@@ -24,6 +26,8 @@ WARN_DOCUMENT_BYTES = 8 * 1024 * 1024
 """Past this size every write logs a warning: the session is half-way to the limit."""
 WRITE_HEADROOM_BYTES = 1024
 """Room kept for what a write adds besides its payload (array index keys, timestamps)."""
+REVISION_FIELD = "revision"
+"""Session-document field every write increments, so a reader can tell whether it changed since."""
 LAYOUT_FIELD = "message_layout"
 """Session-document field naming the layout its messages are stored in (absent: ``"embedded"``)."""
 DEFAULT_LAYOUT = "embedded"
@@ -48,6 +52,7 @@ class Probe:
 
     size: int
     layout: str = DEFAULT_LAYOUT
+    generation: Any = None
     has_entry: bool = False
     """The agent or multi-agent addressed exists."""
     has_message: bool = False
@@ -61,6 +66,7 @@ class SessionDocuments:
         """Write to the sessions in ``collection`` whose messages are stored in ``layout``."""
         self.collection = collection
         self.layout = layout
+        self.known = KnownSessions()
         self._layout_condition = layout_condition(layout)
 
     def write(
@@ -81,8 +87,8 @@ class SessionDocuments:
             return False
         within_limit = {"$expr": {"$lte": [{"$bsonSize": "$$ROOT"}, room]}}
         result = self.collection.find_one_and_update(
-            {"_id": session_id, **self._layout_condition, **conditions, **within_limit},
-            update,
+            {**self.matching(session_id), **conditions, **within_limit},
+            {**update, "$inc": {REVISION_FIELD: 1}},
             projection={"_id": 0, "size": {"$bsonSize": "$$ROOT"}},
             return_document=ReturnDocument.AFTER,
             array_filters=array_filters,
@@ -113,6 +119,7 @@ class SessionDocuments:
             "_id": 0,
             "size": {"$bsonSize": "$$ROOT"},
             "layout": {"$ifNull": [f"${LAYOUT_FIELD}", DEFAULT_LAYOUT]},
+            "generation": {"$ifNull": [f"${GENERATION_FIELD}", None]},
         }
         if entry_path is not None:
             fields["has_entry"] = {"$eq": [{"$type": f"${entry_path}"}, "object"]}
@@ -125,6 +132,13 @@ class SessionDocuments:
         probe = Probe(**found[0])
         if probe.layout != self.layout:
             raise LayoutMismatchError(session_id, probe.layout, self.layout)
+        known, generation = self.known.generation(session_id)
+        if known and probe.generation != generation:
+            self.known.forget(session_id)
+            raise SessionNotFoundError(
+                f"session {session_id!r} was deleted and created again since this repository read it; "
+                "nothing was written to the new one"
+            )
         return probe
 
     def refusal(self, session_id: str, probe: Probe, added_bytes: int) -> Exception:
@@ -134,14 +148,18 @@ class SessionDocuments:
         return SessionConflictError(f"session {session_id!r} changed while it was being written; nothing was changed")
 
     def matching(self, session_id: str) -> Document:
-        """A filter for ``session_id`` stored in this layout."""
-        return {"_id": session_id, **self._layout_condition}
+        """A filter for ``session_id`` stored in this layout, in the generation this repository knows (if any)."""
+        known, generation = self.known.generation(session_id)
+        return {"_id": session_id, **self._layout_condition, **({GENERATION_FIELD: generation} if known else {})}
 
-    def delete(self, session_id: str) -> None:
-        """Delete the session document; raise if it is missing or stored in the other layout."""
-        if self.collection.delete_one(self.matching(session_id)).deleted_count == 0:
+    def delete(self, session_id: str) -> Any:
+        """Delete the session document and return its generation; raise if missing or in the other layout."""
+        deleted = self.collection.find_one_and_delete(self.matching(session_id), {GENERATION_FIELD: 1})
+        if deleted is None:
             self.probe(session_id)
             raise SessionConflictError(f"session {session_id!r} was created again while it was being deleted")
+        self.known.forget(session_id)
+        return deleted.get(GENERATION_FIELD)
 
     def find(self, session_id: str, projection: Document | None = None) -> Document | None:
         """Read the session document (``projection`` as in ``find_one``)."""

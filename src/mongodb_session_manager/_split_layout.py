@@ -14,25 +14,24 @@ holds a ``message_id`` the new session needs is removed when the new message is 
 
 Messages carry no back-reference the server could check on insert, so an append checks that the
 agent exists (and learns the generation) only the first time this repository sees that agent.
-Deleting a session removes its messages first and the session document last, so an interrupted
-delete leaves a session to delete again, never messages without a session.
+Deleting a session removes the session document first, in one command that checks its layout and
+generation, then the messages of that generation. If the process stops in between, those messages
+stay behind, invisible to any later session with the same id (and replaced if one needs their ids).
 """
 
-import threading
-from collections import OrderedDict
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from typing import Any
 
+import bson
 from bson.raw_bson import RawBSONDocument
 from pymongo import ASCENDING, IndexModel
 from pymongo.collection import Collection
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import DocumentTooLarge, DuplicateKeyError, WriteError
 
 from . import metrics
-from ._documents import GENERATION_FIELD, Document, now
+from ._documents import GENERATION_FIELD, Document, now, removed_message_count
 from ._indexes import ensure_indexes
-from ._session_documents import MAX_DOCUMENT_BYTES, WRITE_HEADROOM_BYTES, SessionDocuments, stored_layout
+from ._session_documents import LAYOUT_FIELD, MAX_DOCUMENT_BYTES, SessionDocuments, stored_layout
 from .errors import LayoutMismatchError, SessionConflictError, SessionNotFoundError, SessionTooLargeError
 
 MESSAGE_INDEXES = (
@@ -42,8 +41,8 @@ MESSAGE_INDEXES = (
         unique=True,
     ),
 )
-SESSIONS_KEPT = 1024
-"""How many sessions a repository remembers the generation and known agents of."""
+DOCUMENT_TOO_LARGE_CODES = frozenset({10334, 17419})
+"""Server error codes for a document that would pass the BSON size limit."""
 ONE_BATCH = 2**31 - 1
 """A ``batchSize`` asking for every result in the first reply (the server still caps it at 16 MiB)."""
 _STORED_MESSAGE = {"_id": 0, "session_id": 0, GENERATION_FIELD: 0}
@@ -60,76 +59,26 @@ def split_message_document(session_id: str, agent_id: str, generation: Any, entr
     return {"session_id": session_id, "agent_id": agent_id, GENERATION_FIELD: generation, **entry}
 
 
-@dataclass
-class _KnownSession:
-    generation: Any
-    agent_ids: set[str] = field(default_factory=set)
-
-
-class _KnownSessions:
-    """What a repository has read or written: each session's generation and the agents known to exist."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._sessions: OrderedDict[str, _KnownSession] = OrderedDict()
-
-    def remember(self, session_id: str, generation: Any, agent_ids: Iterable[str] = ()) -> None:
-        with self._lock:
-            self._sessions[session_id] = _KnownSession(generation, set(agent_ids))
-            self._sessions.move_to_end(session_id)
-            while len(self._sessions) > SESSIONS_KEPT:
-                self._sessions.popitem(last=False)
-
-    def add_agent(self, session_id: str, agent_id: str) -> None:
-        with self._lock:
-            if session_id in self._sessions:
-                self._sessions[session_id].agent_ids.add(agent_id)
-
-    def generation(self, session_id: str, agent_id: str | None = None) -> tuple[bool, Any]:
-        """``(True, generation)`` if the session (and ``agent_id``, when given) is known to exist."""
-        with self._lock:
-            known = self._sessions.get(session_id)
-            if known is None or (agent_id is not None and agent_id not in known.agent_ids):
-                return False, None
-            return True, known.generation
-
-    def forget(self, session_id: str) -> None:
-        with self._lock:
-            self._sessions.pop(session_id, None)
-
-
 class SplitLayout:
     """Messages as documents of their own in ``messages``."""
 
     def __init__(self, sessions: SessionDocuments, messages: Collection[Document]) -> None:
         """Keep messages in ``messages`` (its unique index is created once per process)."""
         self._sessions = sessions
+        self._known = sessions.known
         self._messages = messages
-        self._known = _KnownSessions()
         self.new_agent_fields: Document = {}
         ensure_indexes(messages, MESSAGE_INDEXES)
 
-    @property
-    def messages(self) -> Collection[Document]:
-        """The collection holding one document per message."""
-        return self._messages
-
-    def session_created(self, session_id: str, document: Document) -> None:
-        """Remember the generation of a session this repository just inserted."""
-        self._known.remember(session_id, document[GENERATION_FIELD])
-
-    def agent_exists(self, session_id: str, agent_id: str) -> None:
-        """Remember the agent, so appends to it need no existence check."""
-        self._known.add_agent(session_id, agent_id)
-
     def create_message(self, session_id: str, agent_id: str, message_id: int, entry: RawBSONDocument) -> None:
         """One insert; the unique index turns a second writer of ``message_id`` into a conflict."""
-        _refuse_oversized(session_id, entry, "a new message")
         generation = self._generation(session_id, agent_id)
         document = split_message_document(session_id, agent_id, generation, entry)
-        if self._insert(document):
+        if self._insert(session_id, document):
             return
-        if self._remove_left_behind(session_id, agent_id, message_id, generation) and self._insert(document):
+        if self._remove_left_behind(session_id, agent_id, message_id, generation) and self._insert(
+            session_id, document
+        ):
             return
         raise SessionConflictError(
             f"message {message_id} of agent {agent_id!r} in session {session_id!r} was already written "
@@ -138,10 +87,17 @@ class SplitLayout:
 
     def update_message(self, session_id: str, agent_id: str, message_id: int, body: RawBSONDocument) -> None:
         """Rewrite the message's document."""
-        _refuse_oversized(session_id, body, "the message")
         key = self._key(session_id, agent_id, message_id, self._generation(session_id, agent_id))
         update = {"$set": {"message": body["message"], "redact_message": body["redact_message"], "updated_at": now()}}
-        if self._messages.update_one(key, update).matched_count == 0:
+        try:
+            matched = self._messages.update_one(key, update).matched_count
+        except WriteError as error:
+            if error.code not in DOCUMENT_TOO_LARGE_CODES:
+                raise
+            raise SessionTooLargeError(
+                session_id, 0, len(body.raw), MAX_DOCUMENT_BYTES, document=f"message {message_id}"
+            ) from None
+        if matched == 0:
             raise SessionNotFoundError(
                 f"message {message_id} of agent {agent_id!r} not found in session {session_id!r}"
             )
@@ -159,6 +115,7 @@ class SplitLayout:
 
     def read_messages(self, session_id: str, agent_id: str, offset: int, limit: int | None) -> list[Document]:
         """A range on ``message_id`` from ``offset`` (sorted by the index when ``limit`` pages it)."""
+        was_known, _ = self._known.generation(session_id, agent_id)
         generation = self._generation(session_id, agent_id)
         query = {
             "session_id": session_id,
@@ -167,10 +124,15 @@ class SplitLayout:
             GENERATION_FIELD: generation,
         }
         if limit is None:
-            return sorted(self._messages.find(query, _STORED_MESSAGE, batch_size=ONE_BATCH), key=_message_id)
-        if limit == 0:
-            return []
-        return list(self._messages.find(query, _STORED_MESSAGE).sort("message_id", ASCENDING).limit(limit))
+            found = sorted(self._messages.find(query, _STORED_MESSAGE, batch_size=ONE_BATCH), key=_message_id)
+        elif limit > 0:
+            found = list(self._messages.find(query, _STORED_MESSAGE).sort("message_id", ASCENDING).limit(limit))
+        else:
+            found = []
+        if not found and was_known:  # nothing found on what this repository remembered: is it still there?
+            self._known.forget(session_id)
+            self._generation(session_id, agent_id)
+        return found
 
     def read_for_resume(self, session_id: str) -> Document | None:
         """Two reads: the session document, then every agent's messages from its offset in one query."""
@@ -179,12 +141,10 @@ class SplitLayout:
             return document
         agents: dict[str, Document] = document.get("agents") or {}
         generation = document.get(GENERATION_FIELD)
-        self._known.remember(session_id, generation, agents)
         ranges = []
         for agent_id, entry in agents.items():
-            entry["messages_offset"] = _removed_message_count(entry)
             entry["messages"] = []
-            ranges.append({"agent_id": agent_id, "message_id": {"$gte": entry["messages_offset"]}})
+            ranges.append({"agent_id": agent_id, "message_id": {"$gte": removed_message_count(entry)}})
         if ranges:
             query = {"session_id": session_id, GENERATION_FIELD: generation, "$or": ranges}
             for message in self._messages.find(query, _STORED_MESSAGE, batch_size=ONE_BATCH):
@@ -207,10 +167,9 @@ class SplitLayout:
         return [rows.get(agent_id) or metrics.empty_row(agent_id) for agent_id in agent_ids]
 
     def delete_session(self, session_id: str) -> None:
-        """Delete the messages (of every generation), then the session document."""
-        self._known.forget(session_id)
-        self._messages.delete_many({"session_id": session_id})
-        self._sessions.delete(session_id)
+        """Delete the session document (checking its layout and generation), then that generation's messages."""
+        generation = self._sessions.delete(session_id)
+        self._messages.delete_many({"session_id": session_id, GENERATION_FIELD: generation})
 
     def _generation(self, session_id: str, agent_id: str) -> Any:
         """The session's generation, read (once) if this repository has not yet seen the agent."""
@@ -225,24 +184,34 @@ class SplitLayout:
 
     def _session(self, session_id: str, projection: Document) -> Document:
         """The session document (projected); raise if it is missing or stored in the other layout."""
-        found = list(
-            self._sessions.collection.aggregate(
-                [{"$match": {"_id": session_id}}, {"$project": {**projection, "message_layout": 1}}]
-            )
-        )
+        fields = {**projection, LAYOUT_FIELD: 1, GENERATION_FIELD: 1}
+        found = list(self._sessions.collection.aggregate([{"$match": {"_id": session_id}}, {"$project": fields}]))
         if not found:
             raise SessionNotFoundError(f"session {session_id!r} not found")
-        if stored_layout(found[0]) != self._sessions.layout:
-            raise LayoutMismatchError(session_id, stored_layout(found[0]), self._sessions.layout)
         document: Document = found[0]
+        if stored_layout(document) != self._sessions.layout:
+            raise LayoutMismatchError(session_id, stored_layout(document), self._sessions.layout)
+        known, generation = self._known.generation(session_id)
+        if known and document.get(GENERATION_FIELD) != generation:
+            self._known.forget(session_id)
+            raise SessionNotFoundError(
+                f"session {session_id!r} was deleted and created again since this repository read it; "
+                "nothing was written to the new one"
+            )
         return document
 
-    def _insert(self, document: Document) -> bool:
+    def _insert(self, session_id: str, document: Document) -> bool:
         """Insert ``document``; False if its key is taken."""
         try:
             self._messages.insert_one(document)
         except DuplicateKeyError:
             return False
+        except (DocumentTooLarge, WriteError) as error:
+            if isinstance(error, WriteError) and error.code not in DOCUMENT_TOO_LARGE_CODES:
+                raise
+            raise SessionTooLargeError(
+                session_id, 0, len(bson.encode(document)), MAX_DOCUMENT_BYTES, document="a new message"
+            ) from None
         return True
 
     def _remove_left_behind(self, session_id: str, agent_id: str, message_id: int, generation: Any) -> bool:
@@ -252,30 +221,14 @@ class SplitLayout:
         the one this repository wrote in, the session was deleted and created again meanwhile, and
         nothing may be written into (or removed from) the new one.
         """
-        current = self._session(session_id, {GENERATION_FIELD: 1}).get(GENERATION_FIELD)
-        if current != generation:
-            self._known.forget(session_id)
-            raise SessionConflictError(
-                f"session {session_id!r} was deleted and created again since this repository read it; "
-                "nothing was written"
-            )
+        self._session(session_id, {})  # raises if the session was replaced since ``generation`` was learnt
         key = {"session_id": session_id, "agent_id": agent_id, "message_id": message_id}
-        return self._messages.delete_one({**key, GENERATION_FIELD: {"$ne": current}}).deleted_count == 1
+        return self._messages.delete_one({**key, GENERATION_FIELD: {"$ne": generation}}).deleted_count == 1
 
     @staticmethod
     def _key(session_id: str, agent_id: str, message_id: int, generation: Any) -> Document:
         return {"session_id": session_id, "agent_id": agent_id, "message_id": message_id, GENERATION_FIELD: generation}
 
 
-def _refuse_oversized(session_id: str, payload: RawBSONDocument, what: str) -> None:
-    if len(payload.raw) + WRITE_HEADROOM_BYTES > MAX_DOCUMENT_BYTES:
-        raise SessionTooLargeError(session_id, 0, len(payload.raw), MAX_DOCUMENT_BYTES, document=what)
-
-
 def _message_id(message: Document) -> Any:
     return message["message_id"]
-
-
-def _removed_message_count(agent: Document) -> int:
-    count = (agent.get("conversation_manager_state") or {}).get("removed_message_count")
-    return count if isinstance(count, int) and not isinstance(count, bool) and count > 0 else 0

@@ -7,12 +7,14 @@ For each embedded session, one at a time:
 2. verify, per agent, that the messages collection holds exactly as many messages as the session
    document (and, so, every one of its ids);
 3. only then remove the arrays from the session document and mark it ``split``, in one update
-   whose filter says the document is still the one that was copied (same ``updated_at``, same
-   number of agents and of messages per agent). If a live writer changed it meanwhile, the
-   session is copied again, up to ``max_attempts`` times.
+   whose filter says the document is still the one that was copied (the same ``revision``, which
+   every write of this library increments). If a live writer changed it meanwhile, the session is
+   copied again, up to ``max_attempts`` times.
 
-Sessions already split are skipped, so an interrupted migration is resumed by running it again.
-A session that fails verification is left untouched (still embedded) and reported.
+A session created before generations existed first gets one (conditionally, so concurrent runs
+agree on it); copies are tagged with it. Sessions already split are skipped, so an interrupted
+migration is resumed by running it again. A session that fails verification is left untouched
+(still embedded) and reported, and the run ends by counting the sessions still embedded.
 """
 
 import logging
@@ -27,7 +29,7 @@ from pymongo.database import Database
 
 from ._documents import GENERATION_FIELD, Document
 from ._indexes import ensure_indexes
-from ._session_documents import LAYOUT_FIELD, layout_condition, stored_layout
+from ._session_documents import LAYOUT_FIELD, REVISION_FIELD, layout_condition, stored_layout
 from ._split_layout import MESSAGE_INDEXES, default_messages_collection_name, split_message_document
 from .errors import InvalidIdentifierError, MongoDBSessionError
 from .validation import validate_field_name
@@ -46,11 +48,12 @@ class MigrationError(MongoDBSessionError):
 class MigrationReport:
     """What a migration did."""
 
-    sessions_to_migrate: int = 0
     migrated: int = 0
     messages_copied: int = 0
     failed: dict[str, str] = field(default_factory=dict)
     """Session id -> why it was left in the embedded layout."""
+    still_embedded: int = 0
+    """Sessions in the embedded layout when the run ended: the failed ones, and any created meanwhile."""
 
 
 def count_embedded_sessions(sessions: Collection[Document]) -> int:
@@ -74,18 +77,21 @@ def migrate_to_split(
     sessions = database[collection_name]
     messages = database[messages_collection_name or default_messages_collection_name(collection_name)]
     ensure_indexes(messages, MESSAGE_INDEXES)
-    report = MigrationReport(sessions_to_migrate=count_embedded_sessions(sessions))
+    report = MigrationReport()
     embedded = layout_condition("embedded")
     last_id: Any = None
     while True:
         query = embedded if last_id is None else {**embedded, "_id": {"$gt": last_id}}
         batch = [document["_id"] for document in sessions.find(query, {"_id": 1}).sort("_id", 1).limit(batch_size)]
         if not batch:
+            report.still_embedded = count_embedded_sessions(sessions)
             return report
         for session_id in batch:
             try:
-                report.messages_copied += _migrate_session(sessions, messages, session_id, max_attempts)
-                report.migrated += 1
+                copied = _migrate_session(sessions, messages, session_id, max_attempts)
+                if copied is not None:
+                    report.messages_copied += copied
+                    report.migrated += 1
             except MigrationError as error:
                 logger.error("session_id=<%s> | not migrated: %s", session_id, error)
                 report.failed[str(session_id)] = str(error)
@@ -96,33 +102,29 @@ def migrate_to_split(
 
 def _migrate_session(
     sessions: Collection[Document], messages: Collection[Document], session_id: Any, max_attempts: int
-) -> int:
-    """Copy, verify and switch one session; return how many messages it holds."""
+) -> int | None:
+    """Copy, verify and switch one session; return how many messages it holds, or None if it went away."""
+    generation = _generation_of(sessions, session_id)
     for attempt in range(1, max_attempts + 1):
         document = sessions.find_one({"_id": session_id})
-        if document is None or stored_layout(document) != "embedded":
-            return 0  # deleted or migrated by someone else meanwhile
+        if document is None or document.get(GENERATION_FIELD) != generation:
+            # Deleted (and perhaps created again) meanwhile: the copies made for it belong to no session.
+            messages.delete_many({"session_id": session_id, GENERATION_FIELD: generation})
+            return None
+        if stored_layout(document) != "embedded":
+            return None  # another run of the migration finished it
         agents: dict[str, Document] = document.get("agents") or {}
-        generation = document.get(GENERATION_FIELD) or ObjectId()  # sessions from before generations have none
         counts = {
             agent_id: _copy_agent(messages, session_id, agent_id, generation, entry)
             for agent_id, entry in agents.items()
         }
-        unchanged: Document = {
+        unchanged = {
             "_id": session_id,
-            "updated_at": document.get("updated_at"),
             **layout_condition("embedded"),
-            "$expr": {
-                "$and": [
-                    {"$eq": [{"$size": {"$objectToArray": {"$ifNull": ["$agents", {}]}}}, len(agents)]},
-                    *(
-                        {"$eq": [{"$size": {"$ifNull": [f"$agents.{agent_id}.messages", []]}}, count]}
-                        for agent_id, count in counts.items()
-                    ),
-                ]
-            },
+            GENERATION_FIELD: generation,
+            REVISION_FIELD: document.get(REVISION_FIELD),  # every library write increments it
         }
-        switch: Document = {"$set": {LAYOUT_FIELD: "split", GENERATION_FIELD: generation}}
+        switch: Document = {"$set": {LAYOUT_FIELD: "split"}, "$inc": {REVISION_FIELD: 1}}
         if agents:
             switch["$unset"] = {f"agents.{agent_id}.messages": "" for agent_id in agents}
         if sessions.update_one(unchanged, switch).matched_count == 1:
@@ -130,6 +132,18 @@ def _migrate_session(
             return sum(counts.values())
         logger.warning("session_id=<%s> | changed during attempt %d; copying again", session_id, attempt)
     raise MigrationError(f"kept changing while being migrated ({max_attempts} attempts); run the migration again")
+
+
+def _generation_of(sessions: Collection[Document], session_id: Any) -> Any:
+    """The session's generation, given one first if it was created before generations existed.
+
+    Assigned with a conditional update, so concurrent runs of the migration agree on it.
+    """
+    sessions.update_one(
+        {"_id": session_id, GENERATION_FIELD: {"$exists": False}}, {"$set": {GENERATION_FIELD: ObjectId()}}
+    )
+    document = sessions.find_one({"_id": session_id}, {GENERATION_FIELD: 1})
+    return (document or {}).get(GENERATION_FIELD)
 
 
 def _copy_agent(
@@ -146,6 +160,8 @@ def _copy_agent(
         raise MigrationError(str(error)) from None
     stored: list[Document] = entry.get("messages") or []
     ids = [message.get("message_id") for message in stored]
+    if not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in ids):
+        raise MigrationError(f"agent {agent_id!r} has messages without a valid message_id")
     if len(set(ids)) != len(ids):
         raise MigrationError(f"agent {agent_id!r} has {len(ids)} messages but {len(set(ids))} distinct message ids")
     for start in range(0, len(stored), COPY_BATCH):

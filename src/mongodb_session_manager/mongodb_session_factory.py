@@ -12,12 +12,12 @@ from typing import Any
 from pymongo import MongoClient
 
 from ._client import open_or_borrow
-from ._indexes import ensure_indexes, ensure_session_indexes
 from ._layout import validate_layout
-from ._split_layout import MESSAGE_INDEXES, default_messages_collection_name
+from ._split_layout import default_messages_collection_name
 from .errors import FactoryAlreadyInitializedError, FactoryNotInitializedError, MongoDBSessionError
 from .mongodb_connection_pool import MongoDBConnectionPool
 from .mongodb_session_manager import MongoDBSessionManager
+from .mongodb_session_repository import MongoDBSessionRepository
 
 logger = logging.getLogger(__name__)
 
@@ -54,10 +54,14 @@ class MongoDBSessionManagerFactory:
         self._lock = threading.Lock()
         self._managers_created = 0
         try:
-            database = self._client[database_name]
-            ensure_session_indexes(database[collection_name])
-            if layout == "split":
-                ensure_indexes(database[self.messages_collection_name], MESSAGE_INDEXES)
+            # A repository creates the indexes its layout needs (once per process and client).
+            MongoDBSessionRepository(
+                client=self._client,
+                database_name=database_name,
+                collection_name=collection_name,
+                layout=layout,
+                messages_collection_name=self.messages_collection_name,
+            )
         except BaseException:
             self.close()
             raise

@@ -95,8 +95,7 @@ class MongoDBSessionManager(RepositorySessionManager):
             with self.repository.annotate_messages(**extra_fields):
                 super().append_message(message, agent, **kwargs)
         except Exception:
-            self._stale_agents.add(agent)
-            self._agent_ids_gone_stale.add(agent.agent_id)
+            self._mark_stale(agent)
             raise
 
     def sync_agent(self, agent: LocalAgent, **kwargs: Any) -> None:
@@ -111,9 +110,21 @@ class MongoDBSessionManager(RepositorySessionManager):
         super().sync_agent(agent, **kwargs)
 
     def redact_latest_message(self, redact_message: Message, agent: LocalAgent, **kwargs: Any) -> None:
-        """Rewrite the agent's latest message; refused for a stale Agent (it may be another writer's)."""
+        """Rewrite the agent's latest message; refused for a stale Agent (it may be another writer's).
+
+        If the rewrite fails, the Agent goes stale like after a failed append: its memory holds
+        the redacted message while the store does not.
+        """
         self._refuse_if_stale(agent)
-        super().redact_latest_message(redact_message, agent, **kwargs)
+        try:
+            super().redact_latest_message(redact_message, agent, **kwargs)
+        except Exception:
+            self._mark_stale(agent)
+            raise
+
+    def _mark_stale(self, agent: LocalAgent) -> None:
+        self._stale_agents.add(agent)
+        self._agent_ids_gone_stale.add(agent.agent_id)
 
     def _forget_agent(self, agent_id: str) -> None:
         """Drop what Strands' manager recorded for ``agent_id``, so a new Agent can take the id over."""

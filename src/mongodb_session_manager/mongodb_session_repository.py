@@ -44,6 +44,7 @@ from strands.types.session import Session, SessionAgent, SessionMessage
 from . import metrics
 from ._client import create_client, open_or_borrow
 from ._documents import (
+    GENERATION_FIELD,
     MESSAGE_FIELDS,
     Document,
     agent_from_document,
@@ -193,7 +194,7 @@ class MongoDBSessionRepository(SessionRepository):
             logger.debug("session_id=<%s> | concurrent creation, session already exists", session_id)
             return session
         if result.upserted_id is not None:
-            self._layout.session_created(session_id, insert_only)
+            self._sessions.known.remember(session_id, insert_only[GENERATION_FIELD])
         return session
 
     def read_session(self, session_id: str, **kwargs: Any) -> Session | None:
@@ -205,6 +206,7 @@ class MongoDBSessionRepository(SessionRepository):
             return None
         if stored_layout(document) != self.layout:
             raise LayoutMismatchError(session_id, stored_layout(document), self.layout)
+        self._sessions.known.remember(session_id, document.get(GENERATION_FIELD), document.get("agents") or {})
         self._snapshots.keep(session_id, document, writes_before_read)
         return session_from_document(document)
 
@@ -223,7 +225,7 @@ class MongoDBSessionRepository(SessionRepository):
         moment = now()
         entry = encoded({**new_agent_document(session_agent, moment), **self._layout.new_agent_fields})
         self._create_entry(session_id, f"agents.{agent_id}", entry, moment)
-        self._layout.agent_exists(session_id, agent_id)
+        self._sessions.known.add_agent(session_id, agent_id)
 
     def read_agent(self, session_id: str, agent_id: str, **kwargs: Any) -> SessionAgent | None:
         """Read the agent (without its messages), or None if the session or agent does not exist."""
@@ -236,7 +238,7 @@ class MongoDBSessionRepository(SessionRepository):
             entry = ((document or {}).get("agents") or {}).get(agent_id)
         if not entry:
             return None
-        self._layout.agent_exists(session_id, agent_id)
+        self._sessions.known.add_agent(session_id, agent_id)
         return agent_from_document(entry)
 
     def update_agent(self, session_id: str, session_agent: SessionAgent, **kwargs: Any) -> None:
@@ -352,9 +354,9 @@ class MongoDBSessionRepository(SessionRepository):
         if paths:
             update["$unset"] = paths
         with self._snapshots.writing(session_id):
-            matched = self._collection.update_one({"_id": session_id}, update).matched_count
-        if matched == 0:
-            raise SessionNotFoundError(f"session {session_id!r} not found")
+            if self._sessions.write(session_id, {}, update, added_bytes=0):
+                return
+            raise self._sessions.refusal(session_id, self._sessions.probe(session_id), 0)
 
     def get_metadata(self, session_id: str) -> dict[str, Any]:
         """Return the session's metadata."""
