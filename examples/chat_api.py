@@ -222,7 +222,7 @@ def error_status(error: BaseException) -> tuple[int, str]:
     if isinstance(error, SessionNotFoundError):
         return 404, str(error)
     if isinstance(error, SessionConflictError | StaleAgentError):
-        return 409, f"{error} (another request wrote to this session at the same time; retry)"
+        return 409, f"{error} (another turn of this session was running; nothing of this one was stored; retry)"
     if isinstance(error, SessionTooLargeError):
         return 413, str(error)
     if isinstance(error, FactoryNotInitializedError | ConnectionFailure):

@@ -11,7 +11,7 @@ MongoDB is ``$MONGODB_URI``, else an embedded server with data under ``.data/exa
 
     uv run python examples/example_calculator_tool.py
     uv run python examples/example_calculator_tool.py --in-memory --session-id maths-1
-    uv run python examples/example_calculator_tool.py --provider openai   # a real model
+    OPENAI_API_KEY=... uv run --extra openai python examples/example_calculator_tool.py   # a real model
 
 strands-agents-tools 0.8 logs a deprecation warning when ``calculator`` runs (it suggests its
 ``shell`` tool instead); the tool still works.

@@ -51,6 +51,7 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import uvicorn
@@ -80,6 +81,7 @@ from local_mongodb import add_mongodb_arguments, mongodb_uri
 from model_provider import add_model_arguments, build_model
 
 PLAYGROUND_ORIGINS = ("http://localhost:8881", "http://127.0.0.1:8881")
+MAX_CONCURRENT_TURNS = 64
 
 Event = tuple[str, dict[str, Any]]
 
@@ -96,9 +98,15 @@ def create_app(
     connection_mode: ConnectionMode = "factory",
     collection_name: str = "sessions",
     allowed_origins: Sequence[str] = PLAYGROUND_ORIGINS,
+    max_concurrent_turns: int = MAX_CONCURRENT_TURNS,
 ) -> FastAPI:
-    """The streaming chat app; ``allowed_origins`` are the browser origins CORS lets in."""
+    """The streaming chat app; ``allowed_origins`` are the browser origins CORS lets in.
+
+    Turns run in a pool of ``max_concurrent_turns`` threads of their own (a turn holds its thread
+    for the whole answer, so asyncio's small default pool would queue turns behind each other).
+    """
     sessions = Sessions(connection_string, database_name, collection_name, connection_mode)
+    turn_threads = ThreadPoolExecutor(max_workers=max_concurrent_turns, thread_name_prefix="chat-turn")
     app = FastAPI(title="mongodb-session-manager streaming chat", lifespan=sessions.lifespan())
     app.add_middleware(
         CORSMiddleware,
@@ -162,7 +170,7 @@ def create_app(
             loop.call_soon_threadsafe(queue.put_nowait, item)
 
         restored = len(agent.messages)
-        worker = loop.run_in_executor(None, run_turn, manager, agent, request.message, started, emit)
+        worker = loop.run_in_executor(turn_threads, run_turn, manager, agent, request.message, started, emit)
 
         async def events() -> AsyncIterator[str]:
             yield sse("start", {"session_id": session_id, "restored_messages": restored})

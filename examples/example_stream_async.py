@@ -13,7 +13,7 @@ Offline by default: ``ScriptedModel`` streams its scripted answers one word at a
 
     uv run python examples/example_stream_async.py
     uv run python examples/example_stream_async.py --in-memory --word-delay-ms 120
-    uv run python examples/example_stream_async.py --provider ollama   # a real model, streaming
+    OLLAMA_HOST=http://localhost:11434 uv run --extra ollama python examples/example_stream_async.py  # real model
 """
 
 import argparse

@@ -11,6 +11,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 DATA_ROOT = Path(__file__).resolve().parent.parent / ".data"
 
@@ -33,12 +34,32 @@ def add_mongodb_arguments(parser: argparse.ArgumentParser, example: str) -> None
     group.add_argument("--in-memory", action="store_true", help="embedded server keeps nothing on disk")
 
 
+SERVER_SELECTION_TIMEOUT_MS = 5000
+"""How long the examples wait for an unreachable server before failing (pymongo's default is 30 s)."""
+
+
+def without_password(uri: str) -> str:
+    """``uri`` safe to print: any password replaced by ``***``."""
+    parts = urlsplit(uri)
+    if parts.password is None:
+        return uri
+    return urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1)))
+
+
+def failing_fast(uri: str) -> str:
+    """``uri`` with ``serverSelectionTimeoutMS`` added, unless it already sets one."""
+    if "serverselectiontimeoutms=" in uri.lower():
+        return uri
+    separator = "&" if "?" in uri else ("?" if urlsplit(uri).path else "/?")
+    return f"{uri}{separator}serverSelectionTimeoutMS={SERVER_SELECTION_TIMEOUT_MS}"
+
+
 @contextmanager
 def mongodb_uri(args: argparse.Namespace) -> Iterator[str]:
     """Yield the URI from ``args``, starting (and finally stopping) an embedded server if none was given."""
     if args.uri:
-        print(f"MongoDB: {args.uri}")
-        yield args.uri
+        print(f"MongoDB: {without_password(args.uri)}")
+        yield failing_fast(args.uri)
         return
     from secantus import SecantusDBServer  # type: ignore[import-untyped]
 
@@ -48,7 +69,13 @@ def mongodb_uri(args: argparse.Namespace) -> Iterator[str]:
         args.data_dir.mkdir(parents=True, exist_ok=True)
         storage, where = str(args.data_dir), f"data in {args.data_dir}"
     server = SecantusDBServer(host="127.0.0.1", port=0, storage_path=storage)
-    server.start()
+    try:
+        server.start()
+    except Exception as error:
+        raise SystemExit(
+            f"could not start the embedded server on {storage} ({error}); is another example using that "
+            "data folder? Stop it, or pass --in-memory or --data-dir"
+        ) from error
     print(f"MongoDB: embedded SecantusDB server at {server.uri} ({where})")
     try:
         yield server.uri

@@ -39,10 +39,13 @@ def configured_provider() -> str:
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """Add ``--provider`` (default from the environment, see this module's docstring)."""
+    default = configured_provider()
+    if default not in PROVIDERS:
+        parser.error(f"MODEL_PROVIDER={default!r}: choose one of {', '.join(PROVIDERS)}")
     parser.add_argument(
         "--provider",
         choices=PROVIDERS,
-        default=configured_provider(),
+        default=default,
         help="model provider (default: $MODEL_PROVIDER, else openai if $OPENAI_API_KEY, "
         "ollama if $OLLAMA_HOST, else scripted: offline, deterministic answers)",
     )
@@ -56,8 +59,20 @@ def build_model(
     Prints which model is used, so the output never passes scripted answers off as an LLM's.
     """
     if provider == "scripted":
-        print("Model: ScriptedModel - scripted offline answers, not an LLM (see --provider)")
+        print("Model: ScriptedModel - scripted offline answers, not an LLM (see --provider);")
+        print("       its token counts and its 100 ms model latency are synthetic, computed from the request")
         return ScriptedModel(script, fallback=fallback, word_delay_ms=word_delay_ms)
+    try:
+        return _provider_model(provider)
+    except ImportError as error:
+        raise SystemExit(
+            f"the {provider!r} provider needs its package ({error.name}): run with `uv run --extra {provider} ...`, "
+            "or pass --provider scripted"
+        ) from error
+
+
+def _provider_model(provider: str) -> Model:
+    """A real provider's model (imports its package, which may be an optional extra)."""
     if provider == "bedrock":
         from strands.models.bedrock import BedrockModel
 
