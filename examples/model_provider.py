@@ -61,7 +61,7 @@ def build_model(
     if provider == "scripted":
         print("Model: ScriptedModel - scripted offline answers, not an LLM (see --provider);")
         print("       its token counts and its 100 ms model latency are synthetic, computed from the request")
-        return ScriptedModel(script, fallback=fallback, word_delay_ms=word_delay_ms)
+        return ScriptedModel(script, fallback=fallback, word_delay_ms=word_delay_ms, record_calls=False)
     try:
         return _provider_model(provider)
     except ImportError as error:

@@ -6,6 +6,7 @@ here (1,000 in the benchmark): the command counts are the same, only the bytes d
 
 import importlib
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,6 @@ from stored_sessions import StoredSessions
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 commands = importlib.import_module("commands")
 
-Counting = tuple[MongoClient[dict[str, Any]], CommandCounter]
 RESUME_MESSAGES = 200
 WINDOW = 40
 
@@ -43,7 +43,13 @@ EXPECTED: dict[str, dict[str, list[str]]] = {
         "resume, window": ["find", "find"],
     },
 }
-MESSAGES_IN_AGENT = {"new session": 0, "plain turn": 4, "tool turn": 6, "resume": RESUME_MESSAGES, "resume, window": 40}
+MESSAGES_IN_AGENT = {
+    "new session": 0,
+    "plain turn": 4,
+    "tool turn": 6,
+    "resume": RESUME_MESSAGES,
+    "resume, window": WINDOW,
+}
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +61,7 @@ def measured(mongodb_uri: str) -> dict[str, dict[str, Any]]:
         client: MongoClient[dict[str, Any]] = MongoClient(
             mongodb_uri, serverSelectionTimeoutMS=5000, event_listeners=[counter]
         )
-        database_name = f"t_benchmark_commands_{layout}"
+        database_name = f"t_benchmark_commands_{layout}_{uuid.uuid4().hex[:8]}"
         try:
             results[layout] = commands.measure(client, counter, database_name, layout, RESUME_MESSAGES, WINDOW)
         finally:

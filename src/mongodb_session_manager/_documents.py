@@ -13,7 +13,7 @@ from typing import Any
 import bson
 from bson import ObjectId
 from bson.raw_bson import RawBSONDocument
-from strands.types.session import Session, SessionAgent, SessionMessage, SessionType
+from strands.types.session import Session, SessionAgent, SessionMessage, SessionType, decode_bytes_values
 
 Document = dict[str, Any]
 
@@ -125,13 +125,16 @@ def message_document(message: SessionMessage, moment: datetime, extra_fields: Ma
 
 
 def message_from_document(document: Document) -> SessionMessage:
-    """Rebuild a Strands ``SessionMessage``; extra stored fields (metrics) are left out."""
-    return SessionMessage.from_dict(
-        {
-            "message_id": document["message_id"],
-            "message": document["message"],
-            "redact_message": document.get("redact_message"),
-            "created_at": to_iso(document["created_at"]),
-            "updated_at": to_iso(document["updated_at"]),
-        }
+    """Rebuild a Strands ``SessionMessage``; extra stored fields (metrics) are left out.
+
+    Built directly rather than through ``SessionMessage.from_dict``, which inspects the class
+    signature for every key of every message: a tenth of the time on long resumes.
+    """
+    redact_message = document.get("redact_message")
+    return SessionMessage(
+        message=decode_bytes_values(document["message"]),
+        message_id=document["message_id"],
+        redact_message=decode_bytes_values(redact_message) if redact_message is not None else None,
+        created_at=to_iso(document["created_at"]),
+        updated_at=to_iso(document["updated_at"]),
     )

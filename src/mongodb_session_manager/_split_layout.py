@@ -144,9 +144,17 @@ class SplitLayout:
         ranges = []
         for agent_id, entry in agents.items():
             entry["messages"] = []
-            ranges.append({"agent_id": agent_id, "message_id": {"$gte": removed_message_count(entry)}})
+            ranges.append(
+                {
+                    "session_id": session_id,
+                    "agent_id": agent_id,
+                    "message_id": {"$gte": removed_message_count(entry)},
+                    GENERATION_FIELD: generation,
+                }
+            )
         if ranges:
-            query = {"session_id": session_id, GENERATION_FIELD: generation, "$or": ranges}
+            # One agent: a plain range on the index. Several: one indexed range per agent.
+            query = ranges[0] if len(ranges) == 1 else {"$or": ranges}
             for message in self._messages.find(query, _STORED_MESSAGE, batch_size=ONE_BATCH):
                 agents[message["agent_id"]]["messages"].append(message)
             for entry in agents.values():
