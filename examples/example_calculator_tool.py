@@ -19,7 +19,6 @@ strands-agents-tools 0.8 logs a deprecation warning when ``calculator`` runs (it
 
 import argparse
 import logging
-import os
 
 from strands import Agent
 from strands.types.content import Messages
@@ -71,9 +70,7 @@ def scripted_calculator_use(messages: Messages) -> Turn:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument(
-        "--session-id", default=os.environ.get("SESSION_ID", "calculator"), help="default: $SESSION_ID or %(default)s"
-    )
+    local_mongodb.add_session_id_argument(parser, "calculator")
     local_mongodb.add_mongodb_arguments(parser, "example_calculator_tool")
     model_provider.add_model_arguments(parser)
     args = parser.parse_args()

@@ -19,7 +19,6 @@ Offline by default: ``ScriptedModel`` streams its scripted answers one word at a
 import argparse
 import asyncio
 import logging
-import os
 import time
 from typing import Any
 
@@ -76,9 +75,7 @@ async def stream_turn(agent: Agent, manager: MongoDBSessionManager, turn: int, p
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument(
-        "--session-id", default=os.environ.get("SESSION_ID", "stream-async"), help="default: $SESSION_ID or %(default)s"
-    )
+    local_mongodb.add_session_id_argument(parser, "stream-async")
     parser.add_argument("--word-delay-ms", type=float, default=40, help="scripted model: pause between words")
     local_mongodb.add_mongodb_arguments(parser, "example_stream_async")
     model_provider.add_model_arguments(parser)

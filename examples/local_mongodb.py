@@ -16,6 +16,13 @@ from urllib.parse import urlsplit, urlunsplit
 DATA_ROOT = Path(__file__).resolve().parent.parent / ".data"
 
 
+def add_session_id_argument(parser: argparse.ArgumentParser, default: str) -> None:
+    """Add ``--session-id`` (default ``$SESSION_ID``, else ``default``: a fixed id, so a second run continues)."""
+    parser.add_argument(
+        "--session-id", default=os.environ.get("SESSION_ID", default), help="default: $SESSION_ID or %(default)s"
+    )
+
+
 def add_mongodb_arguments(parser: argparse.ArgumentParser, example: str) -> None:
     """Add ``--uri``, ``--database``, ``--data-dir`` and ``--in-memory`` (defaults from the environment)."""
     group = parser.add_argument_group("MongoDB")

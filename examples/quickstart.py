@@ -19,7 +19,6 @@ it was given.
 
 import argparse
 import logging
-import os
 from pprint import pformat
 
 from strands import Agent, tool
@@ -49,9 +48,7 @@ def count_from_history(messages: Messages) -> Turn:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument(
-        "--session-id", default=os.environ.get("SESSION_ID", "quickstart"), help="default: $SESSION_ID or %(default)s"
-    )
+    local_mongodb.add_session_id_argument(parser, "quickstart")
     local_mongodb.add_mongodb_arguments(parser, "quickstart")
     model_provider.add_model_arguments(parser)
     args = parser.parse_args()
