@@ -1,11 +1,18 @@
 """Does a turn get slower as the conversation grows? Turn latency over N turns, per layout and without persistence.
 
-Every configuration runs the same conversation: a real ``strands.Agent`` with ``ScriptedModel.echo()``
-and ``NullConversationManager`` (history is never trimmed, so it keeps growing), ~300-byte prompts.
+Every configuration runs the same conversation: a real ``strands.Agent`` with ``ScriptedModel.echo()``,
+~300-byte prompts. The stored session always grows by two messages per turn. What the Agent keeps in
+memory (and sends to the model) is chosen with ``--window``:
+
+* ``--window 40`` (default): ``SlidingWindowConversationManager(window_size=40)``, as a long-running
+  agent would use: the Agent's own work per turn stays bounded, so any growth is the storage's;
+* ``--window 0``: ``NullConversationManager``, the history is never trimmed: Strands' own per-turn
+  work then grows with it (it copies and serialises the whole history on every model call).
+
 "baseline" is the same Agent with no session manager. The claim checked: with ``layout="split"``
 the median of the last 10 turns is at most 1.5 times the median of the first 10. Exit status 1 if not.
 
-    uv run python benchmarks/growth.py [--turns 1000] [--uri mongodb://...]
+    uv run python benchmarks/growth.py [--turns 1000] [--window 40] [--uri mongodb://...]
 """
 
 from __future__ import annotations
@@ -30,7 +37,11 @@ from _common import (
 )
 from pymongo import MongoClient, monitoring
 from strands import Agent
-from strands.agent.conversation_manager import NullConversationManager
+from strands.agent.conversation_manager import (
+    ConversationManager,
+    NullConversationManager,
+    SlidingWindowConversationManager,
+)
 
 from mongodb_session_manager import MongoDBSessionManager
 
@@ -95,26 +106,36 @@ class Run:
         """At the first and last turns: what one deep copy of the history sent to the model costs."""
 
 
-def new_agent(configuration: str, client: MongoClient[dict[str, Any]], database_name: str, session_id: str) -> Agent:
+def conversation_manager(window: int) -> ConversationManager:
+    """What the Agent keeps: the last ``window`` messages, or everything when ``window`` is 0."""
+    return SlidingWindowConversationManager(window_size=window) if window else NullConversationManager()
+
+
+def new_agent(
+    configuration: str, client: MongoClient[dict[str, Any]], database_name: str, session_id: str, window: int
+) -> Agent:
     model = ScriptedModel.echo(record_calls=False)  # a recording model deep-copies the history per call
     if configuration == "baseline":
-        return Agent(model=model, conversation_manager=NullConversationManager(), callback_handler=None)
+        return Agent(model=model, conversation_manager=conversation_manager(window), callback_handler=None)
     manager = TimedManager(session_id, client=client, database_name=database_name, layout=configuration)
     return Agent(
-        model=model, session_manager=manager, conversation_manager=NullConversationManager(), callback_handler=None
+        model=model,
+        session_manager=manager,
+        conversation_manager=conversation_manager(window),
+        callback_handler=None,
     )
 
 
-def run(configuration: str, uri: str, turns: int, prompt_bytes: int, edge: int) -> Run:
+def run(configuration: str, uri: str, turns: int, prompt_bytes: int, edge: int, window: int) -> Run:
     """``turns`` turns of one conversation (after a few turns of another, to warm the process up)."""
     timer = CommandTime()
     client: MongoClient[dict[str, Any]] = MongoClient(uri, event_listeners=[timer])
     database_name = unique_database(f"growth_{configuration}")
     try:
-        warm_up = new_agent(configuration, client, database_name, "warm-up")
+        warm_up = new_agent(configuration, client, database_name, "warm-up", window)
         for turn in range(5):
             warm_up(prompt(turn, prompt_bytes))
-        agent = new_agent(configuration, client, database_name, "growth")
+        agent = new_agent(configuration, client, database_name, "growth", window)
         manager = agent._session_manager if isinstance(agent._session_manager, TimedManager) else None
         progress = Progress(turns, f"{configuration:>8}: turn")
         figures = Run()
@@ -134,7 +155,10 @@ def run(configuration: str, uri: str, turns: int, prompt_bytes: int, edge: int) 
                 figures.history_copy[turn] = time.perf_counter() - started
             progress.advance()
         progress.close()
-        assert len(agent.messages) == 2 * turns
+        assert len(agent.messages) == (min(window, 2 * turns) if window else 2 * turns)
+        if manager is not None:  # every turn was stored, whatever the Agent kept
+            stored = manager.repository.list_messages("growth", agent.agent_id, offset=2 * turns - 2)
+            assert [message.message_id for message in stored] == [2 * turns - 2, 2 * turns - 1]
         return figures
     finally:
         client.drop_database(database_name)
@@ -147,6 +171,9 @@ def main() -> None:
     parser.add_argument("--turns", type=int, default=1000, help="turns per configuration (1000)")
     parser.add_argument("--prompt-bytes", type=int, default=300, help="size of each prompt (300)")
     parser.add_argument("--edge", type=int, default=10, help="how many first and last turns to compare (10)")
+    parser.add_argument(
+        "--window", type=int, default=40, help="messages the Agent keeps (40); 0 keeps the whole history"
+    )
     args = parse_args(__doc__ or "", parser)
     edge = args.edge
     if args.turns < 2 * edge:
@@ -157,7 +184,7 @@ def main() -> None:
     with mongodb_server(args.uri) as (uri, server):
         for configuration in CONFIGURATIONS:
             started = time.monotonic()
-            runs[configuration] = run(configuration, uri, args.turns, args.prompt_bytes, edge)
+            runs[configuration] = run(configuration, uri, args.turns, args.prompt_bytes, edge, args.window)
             seconds[configuration] = time.monotonic() - started
 
     def first(values: list[float]) -> float:
@@ -230,8 +257,9 @@ def main() -> None:
         "1 history copy ms",
         "run s",
     ]
+    kept = f"the Agent keeps the last {args.window} messages" if args.window else "history never trimmed"
     title = (
-        f"Median turn latency, first {edge} vs last {edge} of {args.turns} turns, history never trimmed, "
+        f"Median turn latency, first {edge} vs last {edge} of {args.turns} turns, {kept}, "
         f"{args.prompt_bytes}-byte prompts ({server})"
     )
     tables = [print_table(headers, rows, title=title)]
@@ -276,8 +304,8 @@ def main() -> None:
     print("\n" + verdict, flush=True)
     tables.append(verdict)
     figures["claim"] = {"split_ratio_at_most": CLAIM_RATIO, "split_ratio": split["ratio"], "held": held}
-    parameters = {"turns": args.turns, "prompt_bytes": args.prompt_bytes, "edge": edge}
-    write_results("growth", args, server, parameters, figures, tables)
+    parameters = {"turns": args.turns, "prompt_bytes": args.prompt_bytes, "edge": edge, "window": args.window}
+    write_results("growth" if args.window else "growth_untrimmed", args, server, parameters, figures, tables)
     sys.exit(0 if held else 1)
 
 

@@ -60,7 +60,12 @@ class Probe:
 
 
 class SessionDocuments:
-    """The session collection, written only through conditional one-command writes."""
+    """The session collection, written only through conditional one-command writes.
+
+    ``known`` holds the generation (and agents) of the sessions this repository read or created;
+    every write is conditional on that generation, so it never lands in a session created anew
+    under the same id.
+    """
 
     def __init__(self, collection: Collection[Document], layout: str) -> None:
         """Write to the sessions in ``collection`` whose messages are stored in ``layout``."""
@@ -130,16 +135,20 @@ class SessionDocuments:
         if not found:
             raise SessionNotFoundError(f"session {session_id!r} not found")
         probe = Probe(**found[0])
-        if probe.layout != self.layout:
-            raise LayoutMismatchError(session_id, probe.layout, self.layout)
-        known, generation = self.known.generation(session_id)
-        if known and probe.generation != generation:
+        self.check(session_id, probe.layout, probe.generation)
+        return probe
+
+    def check(self, session_id: str, layout: str, generation: Any) -> None:
+        """Raise unless a session stored in ``layout`` and ``generation`` is the one this repository knows."""
+        if layout != self.layout:
+            raise LayoutMismatchError(session_id, layout, self.layout)
+        known, known_generation = self.known.generation(session_id)
+        if known and generation != known_generation:
             self.known.forget(session_id)
             raise SessionNotFoundError(
                 f"session {session_id!r} was deleted and created again since this repository read it; "
                 "nothing was written to the new one"
             )
-        return probe
 
     def refusal(self, session_id: str, probe: Probe, added_bytes: int) -> Exception:
         """The error for a refused write that the document's existence did not explain."""

@@ -32,7 +32,7 @@ from . import metrics
 from ._documents import GENERATION_FIELD, Document, now, removed_message_count
 from ._indexes import ensure_indexes
 from ._session_documents import LAYOUT_FIELD, MAX_DOCUMENT_BYTES, SessionDocuments, stored_layout
-from .errors import LayoutMismatchError, SessionConflictError, SessionNotFoundError, SessionTooLargeError
+from .errors import SessionConflictError, SessionNotFoundError, SessionTooLargeError
 
 MESSAGE_INDEXES = (
     IndexModel(
@@ -191,21 +191,13 @@ class SplitLayout:
         return document.get(GENERATION_FIELD)
 
     def _session(self, session_id: str, projection: Document) -> Document:
-        """The session document (projected); raise if it is missing or stored in the other layout."""
+        """The session document (projected); raise if it is missing, in the other layout, or was replaced."""
         fields = {**projection, LAYOUT_FIELD: 1, GENERATION_FIELD: 1}
         found = list(self._sessions.collection.aggregate([{"$match": {"_id": session_id}}, {"$project": fields}]))
         if not found:
             raise SessionNotFoundError(f"session {session_id!r} not found")
         document: Document = found[0]
-        if stored_layout(document) != self._sessions.layout:
-            raise LayoutMismatchError(session_id, stored_layout(document), self._sessions.layout)
-        known, generation = self._known.generation(session_id)
-        if known and document.get(GENERATION_FIELD) != generation:
-            self._known.forget(session_id)
-            raise SessionNotFoundError(
-                f"session {session_id!r} was deleted and created again since this repository read it; "
-                "nothing was written to the new one"
-            )
+        self._sessions.check(session_id, stored_layout(document), document.get(GENERATION_FIELD))
         return document
 
     def _insert(self, session_id: str, document: Document) -> bool:
