@@ -48,3 +48,8 @@ class StoredSessions:
         if self.layout == "split":
             total += sum(len(bson.encode(raw)) for raw in self.database[MESSAGES].find({"session_id": session_id}))
         return total
+
+
+def everything(database: Database[Document]) -> dict[str, list[Document]]:
+    """Every stored session document and message document, whichever layout stored them."""
+    return {name: list(database[name].find().sort("_id", 1)) for name in (SESSIONS, MESSAGES)}

@@ -14,7 +14,7 @@ import pytest
 from pymongo import MongoClient
 from pymongo.database import Database
 from strands import Agent
-from strands.types.session import Session, SessionAgent, SessionMessage, SessionType
+from strands.types.session import Session, SessionAgent, SessionType
 
 import mongodb_session_manager.migration as migration
 from mongodb_session_manager import MongoDBSessionManager, MongoDBSessionRepository
@@ -26,31 +26,11 @@ from mongodb_session_manager.errors import (
 from mongodb_session_manager.migration import migrate_to_split
 
 from scripted_model import ScriptedModel
-from stored_sessions import MESSAGES, SESSIONS
+from session_builders import converse, session_with_agent, text_message
+from stored_sessions import MESSAGES, SESSIONS, everything
 
 Db = Database[dict[str, Any]]
 Client = MongoClient[dict[str, Any]]
-
-
-def text_message(message_id: int, text: str, role: str = "user") -> SessionMessage:
-    return SessionMessage.from_message({"role": role, "content": [{"text": text}]}, message_id)  # type: ignore[typeddict-item]
-
-
-def session_with_agent(repository: MongoDBSessionRepository, session_id: str = "s1", agent_id: str = "a1") -> None:
-    repository.create_session(Session(session_id=session_id, session_type=SessionType.AGENT))
-    repository.create_agent(session_id, SessionAgent(agent_id=agent_id, state={}, conversation_manager_state={}))
-
-
-def everything(mongo_db: Db) -> dict[str, list[dict[str, Any]]]:
-    return {name: list(mongo_db[name].find().sort("_id", 1)) for name in (SESSIONS, MESSAGES)}
-
-
-def converse(client: Client, database_name: str, session_id: str, turns: int) -> Agent:
-    manager = MongoDBSessionManager(session_id, client=client, database_name=database_name)
-    agent = Agent(model=ScriptedModel.echo(), session_manager=manager, callback_handler=None)
-    for turn in range(turns):
-        agent(f"{session_id} turn {turn}")
-    return agent
 
 
 # -- a split repository's delete of a session in the other layout deletes messages first ----------

@@ -19,18 +19,11 @@ from mongodb_session_manager.errors import LayoutMismatchError, MongoDBSessionEr
 from mongodb_session_manager.migration import migrate_to_split
 
 from scripted_model import ScriptedModel
+from session_builders import converse
 from stored_sessions import StoredSessions
 
 Db = Database[dict[str, Any]]
 Client = MongoClient[dict[str, Any]]
-
-
-def converse(client: Client, database_name: str, session_id: str, turns: int, **agent_kwargs: Any) -> Agent:
-    manager = MongoDBSessionManager(session_id, client=client, database_name=database_name)
-    agent = Agent(model=ScriptedModel.echo(), session_manager=manager, callback_handler=None, **agent_kwargs)
-    for turn in range(turns):
-        agent(f"{session_id} turn {turn}")
-    return agent
 
 
 def resume(client: Client, database_name: str, session_id: str, layout: str, agent_id: str = "default") -> Agent:

@@ -10,6 +10,7 @@ from strands.types.session import Session, SessionAgent, SessionMessage, Session
 from mongodb_session_manager import MongoDBSessionRepository
 from mongodb_session_manager.errors import MongoDBSessionError, SessionNotFoundError
 
+from session_builders import text_message
 from stored_sessions import MESSAGES, StoredSessions
 
 Db = Database[dict[str, Any]]
@@ -25,10 +26,6 @@ def new_agent(
     agent = SessionAgent(agent_id=agent_id, state=dict(state), conversation_manager_state={"removed_message_count": 0})
     repository.create_agent(session_id, agent)
     return agent
-
-
-def text_message(message_id: int, text: str, role: str = "user") -> SessionMessage:
-    return SessionMessage.from_message({"role": role, "content": [{"text": text}]}, message_id)  # type: ignore[typeddict-item]
 
 
 def session_document(mongo_db: Db, session_id: str = "s1") -> dict[str, Any]:

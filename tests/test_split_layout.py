@@ -18,7 +18,7 @@ from pymongo import MongoClient, monitoring
 from pymongo.database import Database
 from strands import Agent, tool
 from strands.agent.conversation_manager import SlidingWindowConversationManager
-from strands.types.session import Session, SessionAgent, SessionMessage, SessionType
+from strands.types.session import SessionAgent
 
 from mongodb_session_manager import MongoDBSessionManager, MongoDBSessionRepository
 from mongodb_session_manager._session_documents import MAX_DOCUMENT_BYTES
@@ -31,7 +31,8 @@ from mongodb_session_manager.errors import (
 
 from command_counter import HANDSHAKE_COMMANDS, CommandCounter
 from scripted_model import ScriptedModel, ToolCall
-from stored_sessions import MESSAGES, SESSIONS, StoredSessions
+from session_builders import session_with_agent, text_message
+from stored_sessions import MESSAGES, SESSIONS, StoredSessions, everything
 
 Db = Database[dict[str, Any]]
 Client = MongoClient[dict[str, Any]]
@@ -92,19 +93,6 @@ def split(mongo_client: Client, database_name: str) -> MongoDBSessionRepository:
 @pytest.fixture
 def split_stored(mongo_db: Db) -> StoredSessions:
     return StoredSessions(mongo_db, "split")
-
-
-def everything(mongo_db: Db) -> dict[str, list[dict[str, Any]]]:
-    return {name: list(mongo_db[name].find().sort("_id", 1)) for name in (SESSIONS, MESSAGES)}
-
-
-def text_message(message_id: int, text: str, role: str = "user") -> SessionMessage:
-    return SessionMessage.from_message({"role": role, "content": [{"text": text}]}, message_id)  # type: ignore[typeddict-item]
-
-
-def session_with_agent(repository: MongoDBSessionRepository, session_id: str = "s1", agent_id: str = "a1") -> None:
-    repository.create_session(Session(session_id=session_id, session_type=SessionType.AGENT))
-    repository.create_agent(session_id, SessionAgent(agent_id=agent_id, state={}, conversation_manager_state={}))
 
 
 def texts(messages: list[Any]) -> list[str]:

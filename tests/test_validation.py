@@ -14,7 +14,7 @@ from mongodb_session_manager.validation import MAX_IDENTIFIER_LENGTH
 
 from multi_agent_stand_in import FixedState
 from scripted_model import ScriptedModel
-from stored_sessions import MESSAGES, SESSIONS
+from stored_sessions import MESSAGES, SESSIONS, everything
 
 Db = Database[dict[str, Any]]
 
@@ -22,11 +22,6 @@ Db = Database[dict[str, Any]]
 NOT_STRINGS = [{"$gt": ""}, {"$ne": None}, ["victim"], 42, None, b"s1"]
 BAD_STRINGS = ["", "x" * (MAX_IDENTIFIER_LENGTH + 1), "nul\x00byte"]
 BAD_FIELD_NAMES = ["team.alpha", "$where", "$", "a.", ".a", *BAD_STRINGS]
-
-
-def everything(mongo_db: Db) -> dict[str, Any]:
-    """Every stored session document and message document, whichever layout stored them."""
-    return {name: list(mongo_db[name].find().sort("_id", 1)) for name in (SESSIONS, MESSAGES)}
 
 
 @pytest.fixture
