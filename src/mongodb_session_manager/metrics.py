@@ -91,18 +91,17 @@ def _figures(row: dict[str, Any]) -> dict[str, Any]:
 
 def summarise(session_id: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Shape the per-agent rows of :func:`totals_per_agent_stages` into the public summary."""
-    agent_rows = [row for row in rows if row["_id"] is not None]
     session_row: dict[str, Any] = {
-        "messages": sum(row["messages"] for row in agent_rows),
-        "model_calls": sum(row["model_calls"] for row in agent_rows),
-        "latencyMs": sum(row["latencyMs"] for row in agent_rows),
+        "messages": sum(row["messages"] for row in rows),
+        "model_calls": sum(row["model_calls"] for row in rows),
+        "latencyMs": sum(row["latencyMs"] for row in rows),
         "max_latencyMs": max(
-            (row["max_latencyMs"] for row in agent_rows if row["max_latencyMs"] is not None), default=None
+            (row["max_latencyMs"] for row in rows if row["max_latencyMs"] is not None), default=None
         ),
-        **{name: sum(row[name] for row in agent_rows) for name in TOKEN_FIELDS},
+        **{name: sum(row[name] for row in rows) for name in TOKEN_FIELDS},
     }
     return {
         "session_id": session_id,
-        "agents": {row["_id"]: _figures(row) for row in agent_rows},
+        "agents": {row["_id"]: _figures(row) for row in rows},
         "totals": _figures(session_row),
     }

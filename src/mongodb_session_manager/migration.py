@@ -104,13 +104,17 @@ def _migrate_session(
     sessions: Collection[Document], messages: Collection[Document], session_id: Any, max_attempts: int
 ) -> int | None:
     """Copy, verify and switch one session; return how many messages it holds, or None if it went away."""
-    generation = _generation_of(sessions, session_id)
+    # A session from before generations gets one, conditionally, so concurrent runs agree on it.
+    without_one = {"_id": session_id, GENERATION_FIELD: {"$exists": False}}
+    sessions.update_one(without_one, {"$set": {GENERATION_FIELD: ObjectId()}})
+    generation: Any = None
     for attempt in range(1, max_attempts + 1):
         document = sessions.find_one({"_id": session_id})
-        if document is None or document.get(GENERATION_FIELD) != generation:
+        if document is None or (attempt > 1 and document.get(GENERATION_FIELD) != generation):
             # Deleted (and perhaps created again) meanwhile: the copies made for it belong to no session.
             messages.delete_many({"session_id": session_id, GENERATION_FIELD: generation})
             return None
+        generation = document.get(GENERATION_FIELD)
         if stored_layout(document) != "embedded":
             return None  # another run of the migration finished it
         agents: dict[str, Document] = document.get("agents") or {}
@@ -132,18 +136,6 @@ def _migrate_session(
             return sum(counts.values())
         logger.warning("session_id=<%s> | changed during attempt %d; copying again", session_id, attempt)
     raise MigrationError(f"kept changing while being migrated ({max_attempts} attempts); run the migration again")
-
-
-def _generation_of(sessions: Collection[Document], session_id: Any) -> Any:
-    """The session's generation, given one first if it was created before generations existed.
-
-    Assigned with a conditional update, so concurrent runs of the migration agree on it.
-    """
-    sessions.update_one(
-        {"_id": session_id, GENERATION_FIELD: {"$exists": False}}, {"$set": {GENERATION_FIELD: ObjectId()}}
-    )
-    document = sessions.find_one({"_id": session_id}, {GENERATION_FIELD: 1})
-    return (document or {}).get(GENERATION_FIELD)
 
 
 def _copy_agent(
