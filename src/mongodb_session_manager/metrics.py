@@ -95,9 +95,7 @@ def summarise(session_id: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
         "messages": sum(row["messages"] for row in rows),
         "model_calls": sum(row["model_calls"] for row in rows),
         "latencyMs": sum(row["latencyMs"] for row in rows),
-        "max_latencyMs": max(
-            (row["max_latencyMs"] for row in rows if row["max_latencyMs"] is not None), default=None
-        ),
+        "max_latencyMs": max((row["max_latencyMs"] for row in rows if row["max_latencyMs"] is not None), default=None),
         **{name: sum(row[name] for row in rows) for name in TOKEN_FIELDS},
     }
     return {
