@@ -69,17 +69,24 @@ def parse_args(description: str, parser: argparse.ArgumentParser | None = None) 
 
 
 @contextmanager
-def mongodb_server(uri: str | None) -> Iterator[tuple[str, str]]:
-    """Yield ``(uri, description)``: ``uri`` if given, else an in-memory SecantusDB started here."""
+def mongodb_server(uri: str | None, *, replica_set: bool = True) -> Iterator[tuple[str, str]]:
+    """Yield ``(uri, description)``: ``uri`` if given, else an in-memory SecantusDB started here.
+
+    SecantusDB presents itself as a one-member replica set unless ``replica_set`` is False: then it
+    is a standalone server (no oplog), and pymongo sends no retryable-write numbers to it.
+    """
     if uri:
         yield uri, "given by --uri / $MONGODB_URI"
         return
     from secantus import SecantusDBServer  # type: ignore[import-untyped]
 
-    server = SecantusDBServer(host="127.0.0.1", port=0, storage_path=":memory:")
+    topology = "one-member replica set" if replica_set else "standalone"
+    server = SecantusDBServer(
+        host="127.0.0.1", port=0, storage_path=":memory:", replica_set_name="secantus" if replica_set else None
+    )
     server.start()
     try:
-        yield server.uri, "SecantusDB in memory, in this process (it shares the GIL with the benchmark)"
+        yield server.uri, f"SecantusDB in memory, {topology}, in this process (it shares the GIL with the benchmark)"
     finally:
         server.stop()
 

@@ -4,13 +4,24 @@ Every configuration runs the same conversation: a real ``strands.Agent`` with ``
 ~300-byte prompts. The stored session always grows by two messages per turn. What the Agent keeps in
 memory (and sends to the model) is chosen with ``--window``:
 
-* ``--window 40`` (default): ``SlidingWindowConversationManager(window_size=40)``, as a long-running
-  agent would use: the Agent's own work per turn stays bounded, so any growth is the storage's;
+* ``--window 40`` (default): ``SlidingWindowConversationManager(window_size=40)``, Strands' default
+  and what a long-running agent uses. The conversation first runs the 20 turns that fill the window,
+  timed and reported apart; then the ``--turns`` measured turns, in which the Agent's own work per
+  turn is the same from the first to the last (it holds and sends 40 messages, and trims 2 after
+  each turn, so the session manager stores its new offset every turn). Any growth is the storage's.
 * ``--window 0``: ``NullConversationManager``, the history is never trimmed: Strands' own per-turn
   work then grows with it (it copies and serialises the whole history on every model call).
 
 "baseline" is the same Agent with no session manager. The claim checked: with ``layout="split"``
-the median of the last 10 turns is at most 1.5 times the median of the first 10. Exit status 1 if not.
+the median of the last 10 measured turns is at most 1.5 times the median of the first 10. Exit
+status 1 if not.
+
+Without ``--uri`` the server is an in-memory SecantusDB presenting itself as a one-member replica
+set, as for the other benchmarks and the tests. pymongo then makes every write retryable, and
+SecantusDB scans every retryable-write record it keeps (30 minutes' worth, up to 10,000) on each
+write: every write gets slower the more writes the whole server has taken, whatever the session.
+mongod looks the record up by session, so that cost does not grow there. ``--secantus-standalone``
+starts SecantusDB standalone instead (no retryable writes, no oplog), to see the curve without it.
 
     uv run python benchmarks/growth.py [--turns 1000] [--window 40] [--uri mongodb://...]
 """
@@ -22,6 +33,7 @@ import copy
 import gc
 import sys
 import time
+from collections import Counter
 from typing import Any
 
 from _common import (
@@ -97,11 +109,15 @@ class Run:
     """One configuration's figures, per turn (seconds)."""
 
     def __init__(self) -> None:
+        self.filling: list[float] = []
+        """The turns that filled the Agent's window, before the measured ones."""
         self.latencies: list[float] = []
         self.manager: list[float] = []
         """Time spent in the session manager's hooks during each turn (MongoDB included)."""
         self.mongodb: list[float] = []
         """Time spent in MongoDB commands during each turn."""
+        self.commands: list[int] = []
+        """MongoDB commands sent during each turn."""
         self.history_copy: dict[int, float] = {}
         """At the first and last turns: what one deep copy of the history sent to the model costs."""
 
@@ -126,8 +142,16 @@ def new_agent(
     )
 
 
+def filling_turns(window: int) -> int:
+    """The turns after which the Agent holds ``window`` messages (each turn adds two)."""
+    return (window + 1) // 2
+
+
 def run(configuration: str, uri: str, turns: int, prompt_bytes: int, edge: int, window: int) -> Run:
-    """``turns`` turns of one conversation (after a few turns of another, to warm the process up)."""
+    """One conversation: the turns that fill the window, then ``turns`` measured turns.
+
+    A few turns of another conversation warm the process up first.
+    """
     timer = CommandTime()
     client: MongoClient[dict[str, Any]] = MongoClient(uri, event_listeners=[timer])
     database_name = unique_database(f"growth_{configuration}")
@@ -137,28 +161,37 @@ def run(configuration: str, uri: str, turns: int, prompt_bytes: int, edge: int, 
             warm_up(prompt(turn, prompt_bytes))
         agent = new_agent(configuration, client, database_name, "growth", window)
         manager = agent._session_manager if isinstance(agent._session_manager, TimedManager) else None
-        progress = Progress(turns, f"{configuration:>8}: turn")
+        fill = filling_turns(window)
+        total = fill + turns
+        progress = Progress(total, f"{configuration:>8}: turn")
         figures = Run()
-        for turn in range(turns):
+        for turn in range(total):
             text = prompt(turn, prompt_bytes)
             timer.seconds = 0.0
+            timer.commands = 0
             if manager is not None:
                 manager.seconds = 0.0
             started = time.perf_counter()
             agent(text)
-            figures.latencies.append(time.perf_counter() - started)
+            latency = time.perf_counter() - started
+            progress.advance()
+            if turn < fill:
+                figures.filling.append(latency)
+                continue
+            figures.latencies.append(latency)
             figures.mongodb.append(timer.seconds)
+            figures.commands.append(timer.commands)
             figures.manager.append(manager.seconds if manager is not None else 0.0)
-            if turn < edge or turn >= turns - edge:
+            if turn < fill + edge or turn >= total - edge:
                 started = time.perf_counter()
                 copy.deepcopy(agent.messages[:-1])  # the history sent to the model (Strands copies it per call)
                 figures.history_copy[turn] = time.perf_counter() - started
-            progress.advance()
         progress.close()
-        assert len(agent.messages) == (min(window, 2 * turns) if window else 2 * turns)
+        kept = len(agent.messages)  # Strands trims an odd window one message further, to start on a user message
+        assert (window - 1 <= kept <= window) if window else (kept == 2 * total), kept
         if manager is not None:  # every turn was stored, whatever the Agent kept
-            stored = manager.repository.list_messages("growth", agent.agent_id, offset=2 * turns - 2)
-            assert [message.message_id for message in stored] == [2 * turns - 2, 2 * turns - 1]
+            stored = manager.repository.list_messages("growth", agent.agent_id, offset=2 * total - 2)
+            assert [message.message_id for message in stored] == [2 * total - 2, 2 * total - 1]
         return figures
     finally:
         client.drop_database(database_name)
@@ -174,6 +207,11 @@ def main() -> None:
     parser.add_argument(
         "--window", type=int, default=40, help="messages the Agent keeps (40); 0 keeps the whole history"
     )
+    parser.add_argument(
+        "--secantus-standalone",
+        action="store_true",
+        help="without --uri: start SecantusDB standalone (no retryable-write records, which slow its writes down)",
+    )
     args = parse_args(__doc__ or "", parser)
     edge = args.edge
     if args.turns < 2 * edge:
@@ -181,7 +219,8 @@ def main() -> None:
 
     runs: dict[str, Run] = {}
     seconds: dict[str, float] = {}
-    with mongodb_server(args.uri) as (uri, server):
+    fill = filling_turns(args.window)
+    with mongodb_server(args.uri, replica_set=not args.secantus_standalone) as (uri, server):
         for configuration in CONFIGURATIONS:
             started = time.monotonic()
             runs[configuration] = run(configuration, uri, args.turns, args.prompt_bytes, edge, args.window)
@@ -216,6 +255,10 @@ def main() -> None:
             "median_first_s": first(measured.latencies),
             "median_last_s": last(measured.latencies),
             "ratio": ratio(measured.latencies),
+            "filling_turns_median_s": median(measured.filling) if measured.filling else None,
+            "ratio_from_first_turn": last(measured.latencies) / median(measured.filling[:edge])
+            if len(measured.filling) >= edge
+            else None,
             "history_copy_first_s": median(copies[:edge]),
             "history_copy_last_s": median(copies[-edge:]),
             "total_s": seconds[name],
@@ -225,6 +268,7 @@ def main() -> None:
             row += ["-", "-", "-"]
         else:
             entry |= {
+                "commands_per_turn": dict(Counter(measured.commands)),
                 "manager_median_first_s": first(measured.manager),
                 "manager_median_last_s": last(measured.manager),
                 "manager_ratio": ratio(measured.manager),
@@ -242,6 +286,7 @@ def main() -> None:
         row += [ms(entry["history_copy_first_s"]) + " -> " + ms(entry["history_copy_last_s"]), f"{seconds[name]:.0f}"]
         rows.append(row)
         figures[name] = entry | {
+            "filling_s": microseconds(measured.filling),
             "latencies_s": microseconds(measured.latencies),
             "manager_s": microseconds(measured.manager),
             "mongodb_s": microseconds(measured.mongodb),
@@ -257,7 +302,11 @@ def main() -> None:
         "1 history copy ms",
         "run s",
     ]
-    kept = f"the Agent keeps the last {args.window} messages" if args.window else "history never trimmed"
+    kept = (
+        f"the Agent keeps the last {args.window} messages (measured after the {fill} turns that fill them)"
+        if args.window
+        else "history never trimmed"
+    )
     title = (
         f"Median turn latency, first {edge} vs last {edge} of {args.turns} turns, {kept}, "
         f"{args.prompt_bytes}-byte prompts ({server})"
@@ -284,7 +333,7 @@ def main() -> None:
             ]
         )
     curve_headers = [
-        "turns",
+        "measured turns",
         *(f"{name} ms" for name in CONFIGURATIONS),
         *(f"{name} in manager ms" for name in CONFIGURATIONS if name != "baseline"),
         *(f"{name} in MongoDB ms" for name in CONFIGURATIONS if name != "baseline"),
@@ -299,13 +348,31 @@ def main() -> None:
         f"  the baseline (same Agent, no persistence) grows {figures['baseline']['ratio']:.2f}x by itself; "
         f"split's time in the session manager: {split['manager_ratio']:.2f}x "
         f"({ms(split['manager_median_first_s'])} -> {ms(split['manager_median_last_s'])} ms), "
-        f"of which MongoDB commands: {split['mongodb_ratio']:.2f}x"
+        f"of which MongoDB commands: {split['mongodb_ratio']:.2f}x; commands per measured turn (count: turns): "
+        f"{split['commands_per_turn']}"
     )
+    if fill:
+        verdict += f"\n  the {fill} turns that filled the window before (not compared), median: " + ", ".join(
+            f"{name} {ms(figures[name]['filling_turns_median_s'])} ms" for name in CONFIGURATIONS
+        )
+    if split["ratio_from_first_turn"] is not None:
+        verdict += (
+            f"\n  counted from the conversation's first turn instead (the window still filling): "
+            f"split {split['ratio_from_first_turn']:.2f}x, baseline {figures['baseline']['ratio_from_first_turn']:.2f}x"
+        )
     print("\n" + verdict, flush=True)
     tables.append(verdict)
     figures["claim"] = {"split_ratio_at_most": CLAIM_RATIO, "split_ratio": split["ratio"], "held": held}
-    parameters = {"turns": args.turns, "prompt_bytes": args.prompt_bytes, "edge": edge, "window": args.window}
-    write_results("growth" if args.window else "growth_untrimmed", args, server, parameters, figures, tables)
+    parameters = {
+        "turns": args.turns,
+        "filling_turns": fill,
+        "prompt_bytes": args.prompt_bytes,
+        "edge": edge,
+        "window": args.window,
+        "secantus_standalone": args.secantus_standalone,
+    }
+    name = "growth" + ("" if args.window else "_untrimmed") + ("_standalone" if args.secantus_standalone else "")
+    write_results(name, args, server, parameters, figures, tables)
     sys.exit(0 if held else 1)
 
 

@@ -1,7 +1,8 @@
 """The command budgets that ``benchmarks/commands.py`` prints, asserted with the same measuring function.
 
 Counts of commands do not depend on the machine, so they are exact. Resumes use 200 messages
-here (1,000 in the benchmark): the command counts are the same, only the bytes differ.
+here (1,000 in the benchmark): the command counts are the same, only the bytes differ. The
+premise of ``benchmarks/growth.py`` (every compared turn does the same work) is checked too.
 """
 
 import importlib
@@ -23,6 +24,7 @@ from stored_sessions import StoredSessions
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 commands = importlib.import_module("commands")
+growth = importlib.import_module("growth")
 
 RESUME_MESSAGES = 200
 WINDOW = 40
@@ -114,3 +116,19 @@ def test_the_quick_builder_stores_what_create_message_stores(
     assert len(quick) == count
     assert without_times(quick) == without_times(stored.messages("slow", agent.agent_id))
     assert [list(entry) for entry in quick] == [list(entry) for entry in stored.messages("slow", agent.agent_id)]
+
+
+@pytest.mark.parametrize(("window", "filling", "commands_per_turn"), [(4, 2, 3), (5, 3, 3), (0, 0, 2)])
+def test_growth_compares_only_turns_that_do_the_same_work(
+    mongodb_uri: str, window: int, filling: int, commands_per_turn: int
+) -> None:
+    """Turns that fill the Agent's window are kept apart; each compared turn sends the same commands.
+
+    With a window, every compared turn stores 2 messages and the conversation manager's new offset;
+    without one, the offset never changes. ``run`` itself checks every turn was stored.
+    """
+    figures = growth.run("split", mongodb_uri, turns=4, prompt_bytes=60, edge=2, window=window)
+    assert growth.filling_turns(window) == filling
+    assert len(figures.filling) == filling
+    assert len(figures.latencies) == len(figures.manager) == len(figures.mongodb) == 4
+    assert figures.commands == [commands_per_turn] * 4
