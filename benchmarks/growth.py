@@ -7,18 +7,18 @@ memory (and sends to the model) is chosen with ``--window``:
 * ``--window 40`` (default): ``SlidingWindowConversationManager(window_size=40)``, Strands' default
   and what a long-running agent uses. The conversation first runs the 20 turns that fill the window,
   timed and reported apart; then the ``--turns`` measured turns, in which the Agent's own work per
-  turn is the same from the first to the last (it holds and sends 40 messages, and trims 2 after
-  each turn, so the session manager stores its new offset every turn). Any growth is the storage's.
+  turn is the same from the first to the last (it starts each turn holding 40 messages and trims 2
+  after it, so the session manager stores its new offset every turn). Any growth is the storage's.
 * ``--window 0``: ``NullConversationManager``, the history is never trimmed: Strands' own per-turn
   work then grows with it (it copies and serialises the whole history on every model call).
 
 "baseline" is the same Agent with no session manager. The claim checked: with ``layout="split"``
 the median of the last 10 measured turns is at most 1.5 times the median of the first 10. Exit
-status 1 if not.
+status 1 if not. The ratio counted from the conversation's first turn is printed as well.
 
 Without ``--uri`` the server is an in-memory SecantusDB presenting itself as a one-member replica
 set, as for the other benchmarks and the tests. pymongo then makes every write retryable, and
-SecantusDB scans every retryable-write record it keeps (30 minutes' worth, up to 10,000) on each
+SecantusDB scans every retryable-write record it keeps (30 minutes' worth, up to 10,000) twice per
 write: every write gets slower the more writes the whole server has taken, whatever the session.
 mongod looks the record up by session, so that cost does not grow there. ``--secantus-standalone``
 starts SecantusDB standalone instead (no retryable writes, no oplog), to see the curve without it.
@@ -106,11 +106,13 @@ class TimedManager(MongoDBSessionManager):
 
 
 class Run:
-    """One configuration's figures, per turn (seconds)."""
+    """One configuration's figures: per measured turn unless said otherwise, times in seconds."""
 
     def __init__(self) -> None:
-        self.filling: list[float] = []
-        """The turns that filled the Agent's window, before the measured ones."""
+        self.filling_latencies: list[float] = []
+        """Latency of each turn that filled the Agent's window, before the measured ones."""
+        self.filling_commands: list[int] = []
+        """MongoDB commands sent during each of those turns."""
         self.latencies: list[float] = []
         self.manager: list[float] = []
         """Time spent in the session manager's hooks during each turn (MongoDB included)."""
@@ -119,7 +121,8 @@ class Run:
         self.commands: list[int] = []
         """MongoDB commands sent during each turn."""
         self.history_copy: dict[int, float] = {}
-        """At the first and last turns: what one deep copy of the history sent to the model costs."""
+        """What one deep copy of the history costs, by the conversation's turn index, for the first and
+        last ``edge`` measured turns."""
 
 
 def conversation_manager(window: int) -> ConversationManager:
@@ -143,8 +146,8 @@ def new_agent(
 
 
 def filling_turns(window: int) -> int:
-    """The turns after which the Agent holds ``window`` messages (each turn adds two)."""
-    return (window + 1) // 2
+    """The turns before the first one after which the Agent trims its window (each turn adds two messages)."""
+    return window // 2
 
 
 def run(configuration: str, uri: str, turns: int, prompt_bytes: int, edge: int, window: int) -> Run:
@@ -176,7 +179,8 @@ def run(configuration: str, uri: str, turns: int, prompt_bytes: int, edge: int, 
             latency = time.perf_counter() - started
             progress.advance()
             if turn < fill:
-                figures.filling.append(latency)
+                figures.filling_latencies.append(latency)
+                figures.filling_commands.append(timer.commands)
                 continue
             figures.latencies.append(latency)
             figures.mongodb.append(timer.seconds)
@@ -187,8 +191,8 @@ def run(configuration: str, uri: str, turns: int, prompt_bytes: int, edge: int, 
                 copy.deepcopy(agent.messages[:-1])  # the history sent to the model (Strands copies it per call)
                 figures.history_copy[turn] = time.perf_counter() - started
         progress.close()
-        kept = len(agent.messages)  # Strands trims an odd window one message further, to start on a user message
-        assert (window - 1 <= kept <= window) if window else (kept == 2 * total), kept
+        held = len(agent.messages)  # Strands trims an odd window one message further, to start on a user message
+        assert held == (2 * (window // 2) if window else 2 * total), held
         if manager is not None:  # every turn was stored, whatever the Agent kept
             stored = manager.repository.list_messages("growth", agent.agent_id, offset=2 * total - 2)
             assert [message.message_id for message in stored] == [2 * total - 2, 2 * total - 1]
@@ -214,8 +218,14 @@ def main() -> None:
     )
     args = parse_args(__doc__ or "", parser)
     edge = args.edge
+    if edge < 1:
+        parser.error("--edge must be at least 1")
     if args.turns < 2 * edge:
         parser.error("--turns must be at least twice --edge")
+    if args.window < 0 or args.window == 1:
+        parser.error("--window must be 0 (keep everything) or at least 2 (Strands cannot trim a window of 1)")
+    if args.uri and args.secantus_standalone:
+        parser.error("--secantus-standalone applies only to the SecantusDB started without --uri")
 
     runs: dict[str, Run] = {}
     seconds: dict[str, float] = {}
@@ -242,6 +252,9 @@ def main() -> None:
     def ratio(values: list[float]) -> float | None:
         return last(values) / first(values) if first(values) > 0 else None
 
+    def ratio_from_first_turn(measured: Run) -> float | None:
+        return ratio(measured.filling_latencies + measured.latencies)
+
     def shown(values: list[float]) -> str:
         found = ratio(values)
         return f"{ms(first(values))} -> {ms(last(values))} ({found:.2f}x)" if found else "-"
@@ -255,10 +268,8 @@ def main() -> None:
             "median_first_s": first(measured.latencies),
             "median_last_s": last(measured.latencies),
             "ratio": ratio(measured.latencies),
-            "filling_turns_median_s": median(measured.filling) if measured.filling else None,
-            "ratio_from_first_turn": last(measured.latencies) / median(measured.filling[:edge])
-            if len(measured.filling) >= edge
-            else None,
+            "filling_turns_median_s": median(measured.filling_latencies) if measured.filling_latencies else None,
+            "ratio_from_first_turn": ratio_from_first_turn(measured),
             "history_copy_first_s": median(copies[:edge]),
             "history_copy_last_s": median(copies[-edge:]),
             "total_s": seconds[name],
@@ -269,6 +280,7 @@ def main() -> None:
         else:
             entry |= {
                 "commands_per_turn": dict(Counter(measured.commands)),
+                "filling_commands_per_turn": dict(Counter(measured.filling_commands)),
                 "manager_median_first_s": first(measured.manager),
                 "manager_median_last_s": last(measured.manager),
                 "manager_ratio": ratio(measured.manager),
@@ -286,7 +298,7 @@ def main() -> None:
         row += [ms(entry["history_copy_first_s"]) + " -> " + ms(entry["history_copy_last_s"]), f"{seconds[name]:.0f}"]
         rows.append(row)
         figures[name] = entry | {
-            "filling_s": microseconds(measured.filling),
+            "filling_s": microseconds(measured.filling_latencies),
             "latencies_s": microseconds(measured.latencies),
             "manager_s": microseconds(measured.manager),
             "mongodb_s": microseconds(measured.mongodb),
@@ -302,13 +314,13 @@ def main() -> None:
         "1 history copy ms",
         "run s",
     ]
-    kept = (
+    agent_keeps = (
         f"the Agent keeps the last {args.window} messages (measured after the {fill} turns that fill them)"
         if args.window
         else "history never trimmed"
     )
     title = (
-        f"Median turn latency, first {edge} vs last {edge} of {args.turns} turns, {kept}, "
+        f"Median turn latency, first {edge} vs last {edge} of {args.turns} turns, {agent_keeps}, "
         f"{args.prompt_bytes}-byte prompts ({server})"
     )
     tables = [print_table(headers, rows, title=title)]
@@ -323,13 +335,13 @@ def main() -> None:
     size = args.turns // buckets
     curve_rows = []
     for bucket in range(buckets):
-        window = slice(bucket * size, (bucket + 1) * size)
+        bucket_turns = slice(bucket * size, (bucket + 1) * size)
         curve_rows.append(
             [
-                f"{window.start + 1}-{window.stop}",
-                *(ms(median(runs[name].latencies[window])) for name in CONFIGURATIONS),
-                *(ms(median(runs[name].manager[window])) for name in CONFIGURATIONS if name != "baseline"),
-                *(ms(median(runs[name].mongodb[window])) for name in CONFIGURATIONS if name != "baseline"),
+                f"{bucket_turns.start + 1}-{bucket_turns.stop}",
+                *(ms(median(runs[name].latencies[bucket_turns])) for name in CONFIGURATIONS),
+                *(ms(median(runs[name].manager[bucket_turns])) for name in CONFIGURATIONS if name != "baseline"),
+                *(ms(median(runs[name].mongodb[bucket_turns])) for name in CONFIGURATIONS if name != "baseline"),
             ]
         )
     curve_headers = [
@@ -355,9 +367,9 @@ def main() -> None:
         verdict += f"\n  the {fill} turns that filled the window before (not compared), median: " + ", ".join(
             f"{name} {ms(figures[name]['filling_turns_median_s'])} ms" for name in CONFIGURATIONS
         )
-    if split["ratio_from_first_turn"] is not None:
         verdict += (
-            f"\n  counted from the conversation's first turn instead (the window still filling): "
+            f"; split's commands per filling turn: {split['filling_commands_per_turn']}\n"
+            f"  counted from the conversation's first turn instead (the window still filling): "
             f"split {split['ratio_from_first_turn']:.2f}x, baseline {figures['baseline']['ratio_from_first_turn']:.2f}x"
         )
     print("\n" + verdict, flush=True)
@@ -371,8 +383,9 @@ def main() -> None:
         "window": args.window,
         "secantus_standalone": args.secantus_standalone,
     }
-    name = "growth" + ("" if args.window else "_untrimmed") + ("_standalone" if args.secantus_standalone else "")
-    write_results(name, args, server, parameters, figures, tables)
+    results_name = "growth" + ("" if args.window else "_untrimmed")
+    results_name += "_standalone" if args.secantus_standalone else ""
+    write_results(results_name, args, server, parameters, figures, tables)
     sys.exit(0 if held else 1)
 
 

@@ -25,6 +25,7 @@ from stored_sessions import StoredSessions
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 commands = importlib.import_module("commands")
 growth = importlib.import_module("growth")
+server_writes = importlib.import_module("server_writes")
 
 RESUME_MESSAGES = 200
 WINDOW = 40
@@ -118,17 +119,31 @@ def test_the_quick_builder_stores_what_create_message_stores(
     assert [list(entry) for entry in quick] == [list(entry) for entry in stored.messages("slow", agent.agent_id)]
 
 
-@pytest.mark.parametrize(("window", "filling", "commands_per_turn"), [(4, 2, 3), (5, 3, 3), (0, 0, 2)])
-def test_growth_compares_only_turns_that_do_the_same_work(
+@pytest.mark.parametrize(("window", "filling", "commands_per_turn"), [(4, 2, 3), (5, 2, 3), (0, 0, 2)])
+def test_growth_compares_only_turns_that_send_the_same_commands(
     mongodb_uri: str, window: int, filling: int, commands_per_turn: int
 ) -> None:
-    """Turns that fill the Agent's window are kept apart; each compared turn sends the same commands.
+    """The turns before the Agent's window first trims are kept apart: each sends 2 commands.
 
-    With a window, every compared turn stores 2 messages and the conversation manager's new offset;
-    without one, the offset never changes. ``run`` itself checks every turn was stored.
+    Every compared turn sends the same commands: with a window, 2 messages and the conversation
+    manager's new offset; without one, the offset never changes. ``run`` checks every turn was stored.
     """
-    figures = growth.run("split", mongodb_uri, turns=4, prompt_bytes=60, edge=2, window=window)
+    turns, edge = 6, 2
+    figures = growth.run("split", mongodb_uri, turns=turns, prompt_bytes=60, edge=edge, window=window)
     assert growth.filling_turns(window) == filling
-    assert len(figures.filling) == filling
-    assert len(figures.latencies) == len(figures.manager) == len(figures.mongodb) == 4
-    assert figures.commands == [commands_per_turn] * 4
+    assert len(figures.filling_latencies) == filling
+    assert figures.filling_commands == [2] * filling
+    assert len(figures.latencies) == len(figures.manager) == len(figures.mongodb) == turns
+    assert figures.commands == [commands_per_turn] * turns
+    first, last = range(filling, filling + edge), range(filling + turns - edge, filling + turns)
+    assert sorted(figures.history_copy) == [*first, *last]
+
+
+@pytest.mark.parametrize("retry_writes", [True, False])
+def test_server_writes_times_every_insert_and_leaves_nothing_behind(
+    mongodb_uri: str, mongo_client: MongoClient[dict[str, Any]], retry_writes: bool
+) -> None:
+    seconds = server_writes.insert_times(mongodb_uri, retry_writes, inserts=5, label="test")
+    assert len(seconds) == 5
+    assert all(value > 0 for value in seconds)
+    assert not [name for name in mongo_client.list_database_names() if name.startswith("bench_server_writes_")]
