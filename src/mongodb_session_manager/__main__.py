@@ -1,4 +1,4 @@
-"""Command line: ``python -m mongodb_session_manager migrate --from embedded --to split ...``."""
+"""Command line: ``python -m mongodb_session_manager migrate --from embedded --to split ...`` and ``cleanup``."""
 
 import argparse
 import logging
@@ -9,6 +9,8 @@ from pymongo.errors import PyMongoError
 
 from ._client import create_client
 from ._progress import ProgressBar
+from ._split_layout import default_messages_collection_name
+from .cleanup import find_left_behind, remove_left_behind
 from .migration import count_embedded_sessions, migrate_to_split
 
 
@@ -24,22 +26,41 @@ def _parser() -> argparse.ArgumentParser:
     )
     migrate.add_argument("--from", dest="source", required=True, choices=["embedded"], help="current layout")
     migrate.add_argument("--to", dest="target", required=True, choices=["split"], help="new layout")
-    migrate.add_argument("--uri", default=os.environ.get("MONGODB_URI"), help="MongoDB URI (default: $MONGODB_URI)")
-    migrate.add_argument("--database", required=True, help="database holding the sessions")
-    migrate.add_argument("--collection", default="sessions", help="session collection (default: %(default)s)")
-    migrate.add_argument("--messages-collection", help="messages collection (default: <collection>_messages)")
+    _add_location_arguments(migrate)
     migrate.add_argument("--dry-run", action="store_true", help="only count the sessions to migrate")
     migrate.add_argument("--verbose", action="store_true", help="log every session")
+    cleanup = commands.add_parser(
+        "cleanup",
+        help="delete split-layout messages that no session owns any more",
+        description="Delete the messages a split-layout delete left behind when it was interrupted (or that a "
+        "writer still holding a deleted session appended). They are never shown, but they are stored. Safe to run "
+        "while applications write: messages of existing sessions, and the migration's copies, are kept.",
+    )
+    _add_location_arguments(cleanup)
+    cleanup.add_argument("--dry-run", action="store_true", help="only count what would be deleted")
     return parser
 
 
+def _add_location_arguments(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--uri", default=os.environ.get("MONGODB_URI"), help="MongoDB URI (default: $MONGODB_URI)")
+    command.add_argument("--database", required=True, help="database holding the sessions")
+    command.add_argument("--collection", default="sessions", help="session collection (default: %(default)s)")
+    command.add_argument("--messages-collection", help="messages collection (default: <collection>_messages)")
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line; the exit status is 0 when every session was migrated."""
+    """Run the command line; the exit status is 0 when the command did all it was asked to."""
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     if not args.uri:
         print("error: pass --uri or set MONGODB_URI", file=sys.stderr)
         return 2
+    if args.command == "cleanup":
+        return _cleanup(args)
+    return _migrate(args)
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     where = f"{args.database}.{args.collection}"
     with create_client(args.uri) as client:
         database = client[args.database]
@@ -69,6 +90,30 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
     return 1 if report.failed or report.still_embedded else 0
+
+
+def _cleanup(args: argparse.Namespace) -> int:
+    where = f"{args.database}.{args.messages_collection or default_messages_collection_name(args.collection)}"
+    with create_client(args.uri) as client:
+        database = client[args.database]
+        try:
+            left_behind = find_left_behind(database, args.collection, args.messages_collection)
+            print(
+                f"{left_behind.message_count} message(s) of {len(left_behind.messages)} deleted session(s) "
+                f"left behind in {where}"
+            )
+            if args.dry_run or not left_behind.messages:
+                return 0
+            progress = ProgressBar(left_behind.message_count, "deleting", "messages")
+            deleted = remove_left_behind(
+                database, left_behind, args.collection, args.messages_collection, on_owner_done=progress.advance
+            )
+            progress.close()
+        except PyMongoError as error:
+            print(f"error: {error}; run the command again", file=sys.stderr)
+            return 1
+    print(f"deleted {deleted} message(s)")
+    return 0
 
 
 if __name__ == "__main__":
