@@ -6,9 +6,9 @@ import pytest
 from pymongo import MongoClient
 from pymongo.database import Database
 
-from mongodb_session_manager import MongoDBSessionRepository
+from mongodb_session_manager import MongoDBSessionRepository, cleanup
 from mongodb_session_manager.__main__ import main
-from mongodb_session_manager.cleanup import find_left_behind, remove_left_behind
+from mongodb_session_manager.cleanup import CleanupRefusedError, find_left_behind, remove_left_behind
 
 from session_builders import session_with_agent, text_message
 
@@ -59,8 +59,9 @@ def test_only_messages_no_session_owns_are_found_and_deleted(mongo_db: Db, left_
 
     found = find_left_behind(mongo_db)
 
-    assert found.messages == {("interrupted", gone["interrupted"]): 3, ("recreated", gone["recreated"]): 1}
+    assert found.counts == {("interrupted", gone["interrupted"]): 3, ("recreated", gone["recreated"]): 1}
     assert found.message_count == 4
+    assert found.owned_groups == 3  # kept, recreated (its new generation), being-migrated
     assert remove_left_behind(mongo_db, found) == 4
     assert stored_ids(mongo_db, "interrupted") == []
     assert [message_id for generation, message_id in stored_ids(mongo_db, "recreated")] == [0, 1]
@@ -69,7 +70,7 @@ def test_only_messages_no_session_owns_are_found_and_deleted(mongo_db: Db, left_
     split: MongoDBSessionRepository = left_behind["split"]
     assert [message.message_id for message in split.list_messages("kept", "a1")] == [0, 1]
     assert [message.message_id for message in split.list_messages("recreated", "a1")] == [0, 1]
-    assert find_left_behind(mongo_db).messages == {}
+    assert find_left_behind(mongo_db).counts == {}
 
 
 def test_the_command_reports_then_deletes_and_a_dry_run_deletes_nothing(
@@ -91,9 +92,77 @@ def test_the_command_reports_then_deletes_and_a_dry_run_deletes_nothing(
     assert "0 message(s) of 0 deleted session(s)" in capsys.readouterr().out
 
 
-def test_an_unreachable_server_fails_with_a_message(capsys: pytest.CaptureFixture[str]) -> None:
-    uri = "mongodb://127.0.0.1:1/?serverSelectionTimeoutMS=200"
+def test_sessions_are_looked_up_in_batches(
+    mongo_db: Db, left_behind: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    expected = find_left_behind(mongo_db)
+    monkeypatch.setattr(cleanup, "OWNER_BATCH", 1)
 
+    assert find_left_behind(mongo_db) == expected
+
+
+def test_a_writer_still_holding_a_deleted_session_leaves_messages_cleanup_finds(
+    mongo_client: Client, mongo_db: Db, database_name: str
+) -> None:
+    deleting, stale = (
+        MongoDBSessionRepository(client=mongo_client, database_name=database_name, layout="split") for _ in range(2)
+    )
+    store_session(stale, "live", range(1))
+    store_session(stale, "stale", range(2))
+    generation = stored_ids(mongo_db, "stale")[0][0]
+    deleting.delete_session("stale")
+    stale.create_message("stale", "a1", text_message(2, "appended after the delete"))
+
+    found = find_left_behind(mongo_db)
+
+    assert found.counts == {("stale", generation): 1}
+    assert remove_left_behind(mongo_db, found) == 1
+    assert stored_ids(mongo_db, "stale") == []
+    assert len(stored_ids(mongo_db, "live")) == 1
+
+
+def test_missing_and_null_generations_are_one_owner(mongo_db: Db) -> None:
+    mongo_db["sessions"].insert_one({"_id": "old-kept", "agents": {}})  # a session from before generations
+    without_generation = [{"session_id": "old-kept", "agent_id": "a1", "message_id": 0}]
+    gone = [{"session_id": "old-gone", "agent_id": "a1", "message_id": n} for n in range(3)]
+    gone[0]["generation"] = None
+    mongo_db["sessions_messages"].insert_many([*without_generation, *gone])
+    mongo_db["sessions_messages"].insert_one({"agent_id": "a1", "message_id": 0})  # not written by this library
+
+    found = find_left_behind(mongo_db)
+
+    assert found.counts == {("old-gone", None): 3}
+    assert found.owned_groups == 1
+    assert remove_left_behind(mongo_db, found) == 3
+    assert mongo_db["sessions_messages"].count_documents({}) == 2
+
+
+def test_it_refuses_when_no_session_owns_anything(
+    mongodb_uri: str, mongo_db: Db, database_name: str, left_behind: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A wrong --collection makes every message look left behind: nothing is deleted without --force."""
+    command = ["cleanup", "--uri", mongodb_uri, "--database", database_name]
+    wrong = [*command, "--collection", "chats", "--messages-collection", "sessions_messages"]
+
+    with pytest.raises(CleanupRefusedError, match="owns any of the 9 stored messages"):
+        remove_left_behind(mongo_db, find_left_behind(mongo_db, "chats", "sessions_messages"), "chats")
+    assert main(wrong) == 2
+    assert "--force" in capsys.readouterr().err
+    assert mongo_db["sessions_messages"].count_documents({}) == 9
+
+    assert main([*wrong, "--force"]) == 0
+    assert mongo_db["sessions_messages"].count_documents({}) == 0
+
+
+def test_a_missing_messages_collection_means_nothing_to_do(
+    mongodb_uri: str, database_name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["cleanup", "--uri", mongodb_uri, "--database", database_name]) == 0
+    assert "sessions_messages does not exist" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("uri", ["mongodb://127.0.0.1:1/?serverSelectionTimeoutMS=200", "mongodb://host:notaport"])
+def test_an_unreachable_server_or_a_bad_uri_fails_with_a_message(uri: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["cleanup", "--uri", uri, "--database", "any"]) == 1
     assert "error:" in capsys.readouterr().err
 

@@ -10,7 +10,7 @@ from pymongo.errors import PyMongoError
 from ._client import create_client
 from ._progress import ProgressBar
 from ._split_layout import default_messages_collection_name
-from .cleanup import find_left_behind, remove_left_behind
+from .cleanup import CleanupRefusedError, find_left_behind, remove_left_behind
 from .migration import count_embedded_sessions, migrate_to_split
 
 
@@ -34,10 +34,16 @@ def _parser() -> argparse.ArgumentParser:
         help="delete split-layout messages that no session owns any more",
         description="Delete the messages a split-layout delete left behind when it was interrupted (or that a "
         "writer still holding a deleted session appended). They are never shown, but they are stored. Safe to run "
-        "while applications write: messages of existing sessions, and the migration's copies, are kept.",
+        "while applications write, given the application's --collection and --messages-collection: messages of "
+        "existing sessions, and the migration's copies, are kept.",
     )
     _add_location_arguments(cleanup)
     cleanup.add_argument("--dry-run", action="store_true", help="only count what would be deleted")
+    cleanup.add_argument(
+        "--force",
+        action="store_true",
+        help="delete even when no session owns any stored message (refused otherwise: usually a wrong --collection)",
+    )
     return parser
 
 
@@ -62,24 +68,26 @@ def main(argv: list[str] | None = None) -> int:
 def _migrate(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     where = f"{args.database}.{args.collection}"
-    with create_client(args.uri) as client:
-        database = client[args.database]
-        try:
+    try:
+        with create_client(args.uri) as client:
+            database = client[args.database]
             pending = count_embedded_sessions(database[args.collection])
             print(f"{pending} session(s) in {where} to move from the embedded to the split layout")
             if args.dry_run or pending == 0:
                 return 0
             progress = ProgressBar(pending, "migrating", "sessions")
-            report = migrate_to_split(
-                database,
-                args.collection,
-                args.messages_collection,
-                on_session_done=lambda _session_id: progress.advance(),
-            )
-            progress.close()
-        except PyMongoError as error:
-            print(f"error: {error}; sessions migrated so far stay migrated, run the command again", file=sys.stderr)
-            return 1
+            try:
+                report = migrate_to_split(
+                    database,
+                    args.collection,
+                    args.messages_collection,
+                    on_session_done=lambda _session_id: progress.advance(),
+                )
+            finally:
+                progress.close()
+    except (PyMongoError, ValueError) as error:
+        print(f"error: {error}; sessions migrated so far stay migrated, run the command again", file=sys.stderr)
+        return 1
     print(f"migrated {report.migrated} session(s), {report.messages_copied} message(s)")
     for session_id, reason in report.failed.items():
         print(f"not migrated: {session_id!r}: {reason}", file=sys.stderr)
@@ -93,25 +101,39 @@ def _migrate(args: argparse.Namespace) -> int:
 
 
 def _cleanup(args: argparse.Namespace) -> int:
-    where = f"{args.database}.{args.messages_collection or default_messages_collection_name(args.collection)}"
-    with create_client(args.uri) as client:
-        database = client[args.database]
-        try:
-            left_behind = find_left_behind(database, args.collection, args.messages_collection)
+    messages_collection = args.messages_collection or default_messages_collection_name(args.collection)
+    where = f"{args.database}.{messages_collection}"
+    try:
+        with create_client(args.uri) as client:
+            database = client[args.database]
+            if messages_collection not in database.list_collection_names():
+                print(f"{where} does not exist: nothing to delete")
+                return 0
+            left_behind = find_left_behind(database, args.collection, messages_collection)
             print(
-                f"{left_behind.message_count} message(s) of {len(left_behind.messages)} deleted session(s) "
-                f"left behind in {where}"
+                f"{left_behind.message_count} message(s) of {len(left_behind.counts)} deleted session(s) left behind "
+                f"in {where}; {left_behind.owned_groups} session(s) in {args.database}.{args.collection} own the rest"
             )
-            if args.dry_run or not left_behind.messages:
+            if args.dry_run or not left_behind.counts:
                 return 0
             progress = ProgressBar(left_behind.message_count, "deleting", "messages")
-            deleted = remove_left_behind(
-                database, left_behind, args.collection, args.messages_collection, on_owner_done=progress.advance
-            )
-            progress.close()
-        except PyMongoError as error:
-            print(f"error: {error}; run the command again", file=sys.stderr)
-            return 1
+            try:
+                deleted = remove_left_behind(
+                    database,
+                    left_behind,
+                    args.collection,
+                    messages_collection,
+                    even_if_nothing_is_owned=args.force,
+                    on_owner_done=progress.advance,
+                )
+            finally:
+                progress.close()
+    except CleanupRefusedError as error:
+        print(f"error: {error} with --force", file=sys.stderr)
+        return 2
+    except (PyMongoError, ValueError) as error:
+        print(f"error: {error}; run the command again", file=sys.stderr)
+        return 1
     print(f"deleted {deleted} message(s)")
     return 0
 
