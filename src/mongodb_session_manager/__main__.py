@@ -129,7 +129,7 @@ def _cleanup(args: argparse.Namespace) -> int:
             finally:
                 progress.close()
     except CleanupRefusedError as error:
-        print(f"error: {error} with --force", file=sys.stderr)
+        print(f"error: {error}; pass --force to delete them anyway", file=sys.stderr)
         return 2
     except (PyMongoError, ValueError) as error:
         print(f"error: {error}; run the command again", file=sys.stderr)

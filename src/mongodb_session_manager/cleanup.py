@@ -105,7 +105,7 @@ def remove_left_behind(
     if left_behind.counts and not left_behind.owned_groups and not even_if_nothing_is_owned:
         raise CleanupRefusedError(
             f"no session in {database.name}.{collection_name} owns any of the {left_behind.message_count} stored "
-            "messages; check the session collection name (or allow deleting them all)"
+            "messages; check the session collection name"
         )
     messages = database[messages_collection_name or default_messages_collection_name(collection_name)]
     deleted = 0
