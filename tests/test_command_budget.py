@@ -37,72 +37,119 @@ def text_message(index: int) -> Message:
     return {"role": "user" if index % 2 == 0 else "assistant", "content": [{"text": f"message {index}"}]}
 
 
-@pytest.fixture
-def manager_on(counting_client: Counting, database_name: str) -> Callable[[str], MongoDBSessionManager]:
+def managers(counting_client: Counting, database_name: str, layout: str) -> Callable[[str], MongoDBSessionManager]:
+    """Make managers of ``layout`` on the counting client; the indexes are created first, outside the counts."""
     client, _ = counting_client
-    MongoDBSessionRepository(client=client, database_name=database_name)  # indexes, once, outside the counts
+    MongoDBSessionRepository(client=client, database_name=database_name, layout=layout)
 
     def make(session_id: str) -> MongoDBSessionManager:
-        return MongoDBSessionManager(session_id, client=client, database_name=database_name)
+        return MongoDBSessionManager(session_id, client=client, database_name=database_name, layout=layout)
 
     return make
 
 
-def test_new_session_costs_three_commands(counting_client: Counting, manager_on: Any) -> None:
+@pytest.fixture
+def manager_on(counting_client: Counting, database_name: str) -> Callable[[str], MongoDBSessionManager]:
+    return managers(counting_client, database_name, "embedded")
+
+
+@pytest.fixture
+def split_manager_on(counting_client: Counting, database_name: str) -> Callable[[str], MongoDBSessionManager]:
+    return managers(counting_client, database_name, "split")
+
+
+@pytest.fixture
+def layout_manager_on(
+    counting_client: Counting, database_name: str, layout: str
+) -> Callable[[str], MongoDBSessionManager]:
+    return managers(counting_client, database_name, layout)
+
+
+EXPECTED: dict[str, dict[str, list[str]]] = {
+    "embedded": {
+        # read_session, create_session (upsert), create_agent (conditional set)
+        "new session": ["aggregate", "update", "findAndModify"],
+        # the user message and the answer; agent state did not change, so it is not rewritten
+        "plain turn": ["findAndModify", "findAndModify"],
+        # the whole session in one read, then the two new messages
+        "request per turn": ["aggregate", "findAndModify", "findAndModify"],
+        # the window drops old messages: the conversation manager's state is synced once
+        "trimming turn": ["findAndModify"] * 3,
+        # four messages (user, toolUse, toolResult, answer) plus one agent state sync
+        "tool turn": ["findAndModify"] * 5,
+    },
+    "split": {
+        # read_session (no session document, so no messages read), create_session (upsert), create_agent
+        "new session": ["find", "update", "findAndModify"],
+        # the user message and the answer, one insert each; nothing is read
+        "plain turn": ["insert", "insert"],
+        # the session document, every agent's messages, then the two new messages
+        "request per turn": ["find", "find", "insert", "insert"],
+        "trimming turn": ["insert", "insert", "findAndModify"],
+        # user, toolUse, toolResult, (agent state sync), answer
+        "tool turn": ["insert", "insert", "insert", "findAndModify", "insert"],
+    },
+}
+
+
+def test_new_session(counting_client: Counting, layout_manager_on: Any, layout: str) -> None:
     _, counter = counting_client
     counter.reset()
-    Agent(model=ScriptedModel([]), session_manager=manager_on("s1"), callback_handler=None)
-    # read_session, create_session (upsert), create_agent (conditional set)
-    assert counter.names() == ["aggregate", "update", "findAndModify"]
+    Agent(model=ScriptedModel([]), session_manager=layout_manager_on("s1"), callback_handler=None)
+    assert counter.names() == EXPECTED[layout]["new session"]
 
 
-def test_plain_turn_costs_at_most_three_writes_and_no_read(counting_client: Counting, manager_on: Any) -> None:
+def test_plain_turn(counting_client: Counting, layout_manager_on: Any, layout: str) -> None:
     _, counter = counting_client
-    agent = Agent(model=ScriptedModel(["one", "two"]), session_manager=manager_on("s1"), callback_handler=None)
+    agent = Agent(model=ScriptedModel(["one", "two"]), session_manager=layout_manager_on("s1"), callback_handler=None)
     agent("first")
     counter.reset()
     agent("second")
-    # the user message and the answer; agent state did not change, so it is not rewritten
-    assert counter.names() == ["findAndModify", "findAndModify"]
+    assert counter.names() == EXPECTED[layout]["plain turn"]
 
 
-def test_request_per_turn_resumes_in_one_read_and_writes_only_messages(
-    counting_client: Counting, manager_on: Any
+def test_request_per_turn_resumes_then_writes_only_messages(
+    counting_client: Counting, layout_manager_on: Any, layout: str
 ) -> None:
     """The web-app pattern: every request builds a new manager and Agent, then runs one turn."""
     _, counter = counting_client
-    Agent(model=ScriptedModel(["first"]), session_manager=manager_on("s1"), callback_handler=None)("hello")
+    Agent(model=ScriptedModel(["first"]), session_manager=layout_manager_on("s1"), callback_handler=None)("hello")
     for turn in range(3):
         counter.reset()
-        agent = Agent(model=ScriptedModel([f"answer {turn}"]), session_manager=manager_on("s1"), callback_handler=None)
-        agent(f"question {turn}")
-        assert counter.names() == ["aggregate", "findAndModify", "findAndModify"]
+        model = ScriptedModel([f"answer {turn}"])
+        Agent(model=model, session_manager=layout_manager_on("s1"), callback_handler=None)(f"question {turn}")
+        assert counter.names() == EXPECTED[layout]["request per turn"]
 
 
-def test_turn_that_trims_history_costs_three_writes(counting_client: Counting, manager_on: Any) -> None:
+def test_turn_that_trims_history_syncs_the_window_once(
+    counting_client: Counting, layout_manager_on: Any, layout: str
+) -> None:
     _, counter = counting_client
     window = SlidingWindowConversationManager(window_size=4)
     agent = Agent(
-        model=ScriptedModel.echo(), session_manager=manager_on("s1"), conversation_manager=window, callback_handler=None
+        model=ScriptedModel.echo(),
+        session_manager=layout_manager_on("s1"),
+        conversation_manager=window,
+        callback_handler=None,
     )
     for turn in range(3):
         agent(f"turn {turn}")
     counter.reset()
-    agent("one more")  # the window drops old messages: the conversation manager's state is synced once
-    names = counter.names()
-    assert names == ["findAndModify"] * 3, names
+    agent("one more")
+    assert counter.names() == EXPECTED[layout]["trimming turn"]
 
 
-def test_tool_turn_costs_one_write_per_message_and_state_sync(counting_client: Counting, manager_on: Any) -> None:
+def test_tool_turn_writes_each_message_and_one_state_sync(
+    counting_client: Counting, layout_manager_on: Any, layout: str
+) -> None:
     _, counter = counting_client
     model = ScriptedModel(["hi", ToolCall("add", {"a": 1, "b": 2}), "3"])
-    agent = Agent(model=model, tools=[add], session_manager=manager_on("s1"), callback_handler=None)
+    agent = Agent(model=model, tools=[add], session_manager=layout_manager_on("s1"), callback_handler=None)
     agent("hello")
     counter.reset()
     agent("add 1 and 2")
     names = counter.names()
-    # four messages (user, toolUse, toolResult, answer) plus one agent state sync
-    assert names == ["findAndModify"] * 5, names
+    assert names == EXPECTED[layout]["tool turn"], names
     assert not READS & set(names), names
 
 
@@ -175,85 +222,6 @@ def test_metrics_summary_is_summed_by_the_server(
 
 
 # -- split layout: one document per message -----------------------------------------------------
-
-
-@pytest.fixture
-def split_manager_on(counting_client: Counting, database_name: str) -> Callable[[str], MongoDBSessionManager]:
-    client, _ = counting_client
-    # both collections' indexes, once, outside the counts
-    MongoDBSessionRepository(client=client, database_name=database_name, layout="split")
-
-    def make(session_id: str) -> MongoDBSessionManager:
-        return MongoDBSessionManager(session_id, client=client, database_name=database_name, layout="split")
-
-    return make
-
-
-def test_split_new_session_costs_three_commands(counting_client: Counting, split_manager_on: Any) -> None:
-    _, counter = counting_client
-    counter.reset()
-    Agent(model=ScriptedModel([]), session_manager=split_manager_on("s1"), callback_handler=None)
-    # read_session (no session document, so no messages read), create_session (upsert), create_agent
-    assert counter.names() == ["find", "update", "findAndModify"]
-
-
-def test_split_plain_turn_is_two_inserts(counting_client: Counting, split_manager_on: Any) -> None:
-    _, counter = counting_client
-    agent = Agent(model=ScriptedModel(["one", "two"]), session_manager=split_manager_on("s1"), callback_handler=None)
-    agent("first")
-    counter.reset()
-    agent("second")
-    # the user message and the answer, one insert each; nothing is read
-    assert counter.names() == ["insert", "insert"]
-
-
-def test_split_request_per_turn_resumes_in_two_reads_and_inserts_only_messages(
-    counting_client: Counting, split_manager_on: Any
-) -> None:
-    """The web-app pattern on the split layout: new manager and Agent, then one turn."""
-    _, counter = counting_client
-    Agent(model=ScriptedModel(["first"]), session_manager=split_manager_on("s1"), callback_handler=None)("hello")
-    for turn in range(3):
-        counter.reset()
-        agent = Agent(
-            model=ScriptedModel([f"answer {turn}"]), session_manager=split_manager_on("s1"), callback_handler=None
-        )
-        agent(f"question {turn}")
-        # the session document, every agent's messages, then the two new messages
-        assert counter.names() == ["find", "find", "insert", "insert"]
-
-
-def test_split_turn_that_trims_history_costs_two_inserts_and_one_state_sync(
-    counting_client: Counting, split_manager_on: Any
-) -> None:
-    _, counter = counting_client
-    window = SlidingWindowConversationManager(window_size=4)
-    agent = Agent(
-        model=ScriptedModel.echo(),
-        session_manager=split_manager_on("s1"),
-        conversation_manager=window,
-        callback_handler=None,
-    )
-    for turn in range(3):
-        agent(f"turn {turn}")
-    counter.reset()
-    agent("one more")  # the window drops old messages: the conversation manager's state is synced once
-    assert counter.names() == ["insert", "insert", "findAndModify"]
-
-
-def test_split_tool_turn_costs_one_insert_per_message_and_one_state_sync(
-    counting_client: Counting, split_manager_on: Any
-) -> None:
-    _, counter = counting_client
-    model = ScriptedModel(["hi", ToolCall("add", {"a": 1, "b": 2}), "3"])
-    agent = Agent(model=model, tools=[add], session_manager=split_manager_on("s1"), callback_handler=None)
-    agent("hello")
-    counter.reset()
-    agent("add 1 and 2")
-    names = counter.names()
-    # user, toolUse, toolResult, (agent state sync), answer
-    assert names == ["insert", "insert", "insert", "findAndModify", "insert"], names
-    assert not READS & set(names), names
 
 
 def test_split_resume_of_1000_messages_is_two_reads(
