@@ -88,7 +88,7 @@ def store_messages(repository: MongoDBSessionRepository, session_id: str, agent_
         for index in range(start, min(count, start + EMBEDDED_BATCH)):
             message = SessionMessage.from_message(text_message(index), index)
             extra = {"event_loop_metrics": answer_metrics(index)} if index % 2 else {}
-            batch.append(encoded(message_document(message, now(), extra)))
+            batch.append(encoded(message_document(message, now(), extra), "message"))
         repository.collection.update_one(
             {"_id": session_id},
             {"$push": {f"agents.{agent_id}.messages": {"$each": batch}}, "$set": {"updated_at": now()}},

@@ -5,26 +5,17 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from strands import Agent, tool
+from strands import Agent
 from strands.agent.conversation_manager import SlidingWindowConversationManager
 
 from mongodb_session_manager import MongoDBSessionManager, MongoDBSessionRepository, _resume
 
 from command_counter import CommandCounter
+from helpers import add, texts
 from scripted_model import Reply, ScriptedModel, ToolCall
 from stored_sessions import StoredSessions
 
 NewManager = Callable[..., MongoDBSessionManager]
-
-
-@tool
-def add(a: int, b: int) -> int:
-    """Add two integers."""
-    return a + b
-
-
-def texts(messages: list[Any]) -> list[str]:
-    return [block["text"] for message in messages for block in message["content"] if "text" in block]
 
 
 def test_plain_turns_are_stored_in_order(new_manager: NewManager, stored: StoredSessions) -> None:
@@ -221,8 +212,8 @@ def test_a_read_that_overlaps_a_write_is_not_kept() -> None:
     with snapshots.writing("s1"):
         pass  # a write to the session lands while the read is in flight
     snapshots.keep("s1", document, marker)
-    assert snapshots.agent("s1", "a") == (False, None)
+    assert snapshots.agent("s1", "a") == (False, None, None)
     snapshots.keep("s1", document, snapshots.writes_so_far())
-    assert snapshots.agent("s1", "a") == (True, document["agents"]["a"])
+    assert snapshots.agent("s1", "a") == (True, document["agents"]["a"], None)
     assert snapshots.take_messages("s1", "a", offset=0) == [{"message_id": 0}]
     assert snapshots.take_messages("s1", "a", offset=0) is None  # handed out once

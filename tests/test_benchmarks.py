@@ -32,16 +32,16 @@ WINDOW = 40
 
 EXPECTED: dict[str, dict[str, list[str]]] = {
     "embedded": {
-        "new session": ["aggregate", "update", "findAndModify"],
+        "new session": ["aggregate", "findAndModify", "findAndModify"],
         "plain turn": ["findAndModify"] * 2,
         "tool turn": ["findAndModify"] * 5,
         "resume": ["aggregate"],
         "resume, window": ["aggregate"],
     },
     "split": {
-        "new session": ["find", "update", "findAndModify"],
-        "plain turn": ["insert"] * 2,
-        "tool turn": ["insert", "insert", "insert", "findAndModify", "insert"],
+        "new session": ["find", "findAndModify", "findAndModify"],
+        "plain turn": ["insert", "findAndModify", "insert"],
+        "tool turn": ["insert", "findAndModify", "insert", "insert", "findAndModify", "insert"],
         "resume": ["find", "find"],
         "resume, window": ["find", "find"],
     },
@@ -119,20 +119,21 @@ def test_the_quick_builder_stores_what_create_message_stores(
     assert [list(entry) for entry in quick] == [list(entry) for entry in stored.messages("slow", agent.agent_id)]
 
 
-@pytest.mark.parametrize(("window", "filling", "commands_per_turn"), [(4, 2, 3), (5, 2, 3), (0, 0, 2)])
+@pytest.mark.parametrize(("window", "filling", "commands_per_turn"), [(4, 2, 4), (5, 2, 4), (0, 0, 3)])
 def test_growth_compares_only_turns_that_send_the_same_commands(
     mongodb_uri: str, window: int, filling: int, commands_per_turn: int
 ) -> None:
-    """The turns before the Agent's window first trims are kept apart: each sends 2 commands.
+    """The turns before the Agent's window first trims are kept apart: each sends 3 commands.
 
-    Every compared turn sends the same commands: with a window, 2 messages and the conversation
-    manager's new offset; without one, the offset never changes. ``run`` checks every turn was stored.
+    Every compared turn sends the same commands: 2 messages, the session check of the turn's first
+    message and, with a window, the conversation manager's new offset (without one, the offset never
+    changes). ``run`` checks every turn was stored.
     """
     turns, edge = 6, 2
     figures = growth.run("split", mongodb_uri, turns=turns, prompt_bytes=60, edge=edge, window=window)
     assert growth.filling_turns(window) == filling
     assert len(figures.filling_latencies) == filling
-    assert figures.filling_commands == [2] * filling
+    assert figures.filling_commands == [3] * filling
     assert len(figures.latencies) == len(figures.manager) == len(figures.mongodb) == turns
     assert figures.commands == [commands_per_turn] * turns
     first, last = range(filling, filling + edge), range(filling + turns - edge, filling + turns)

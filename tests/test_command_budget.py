@@ -10,27 +10,22 @@ from typing import Any
 import bson
 import pytest
 from pymongo import MongoClient
-from strands import Agent, tool
+from strands import Agent
 from strands.agent.conversation_manager import SlidingWindowConversationManager
 from strands.types.content import Message
 from strands.types.session import SessionMessage
 
 from mongodb_session_manager import MongoDBSessionManager, MongoDBSessionRepository
 from mongodb_session_manager._documents import message_document, now
-from mongodb_session_manager._split_layout import split_message_document
+from mongodb_session_manager._schema import split_message_document
 
 from command_counter import CommandCounter
+from helpers import add
 from multi_agent_stand_in import FixedState
 from scripted_model import ScriptedModel, ToolCall
 
 READS = {"find", "aggregate", "getMore", "count", "countDocuments", "distinct"}
 Counting = tuple[MongoClient[dict[str, Any]], CommandCounter]
-
-
-@tool
-def add(a: int, b: int) -> int:
-    """Add two integers."""
-    return a + b
 
 
 def text_message(index: int) -> Message:
@@ -67,8 +62,8 @@ def layout_manager_on(
 
 EXPECTED: dict[str, dict[str, list[str]]] = {
     "embedded": {
-        # read_session, create_session (upsert), create_agent (conditional set)
-        "new session": ["aggregate", "update", "findAndModify"],
+        # read_session, create_session (upsert returning the generation), create_agent (conditional set)
+        "new session": ["aggregate", "findAndModify", "findAndModify"],
         # the user message and the answer; agent state did not change, so it is not rewritten
         "plain turn": ["findAndModify", "findAndModify"],
         # the whole session in one read, then the two new messages
@@ -80,14 +75,15 @@ EXPECTED: dict[str, dict[str, list[str]]] = {
     },
     "split": {
         # read_session (no session document, so no messages read), create_session (upsert), create_agent
-        "new session": ["find", "update", "findAndModify"],
-        # the user message and the answer, one insert each; nothing is read
-        "plain turn": ["insert", "insert"],
-        # the session document, every agent's messages, then the two new messages
-        "request per turn": ["find", "find", "insert", "insert"],
-        "trimming turn": ["insert", "insert", "findAndModify"],
-        # user, toolUse, toolResult, (agent state sync), answer
-        "tool turn": ["insert", "insert", "insert", "findAndModify", "insert"],
+        "new session": ["find", "findAndModify", "findAndModify"],
+        # the user message, the session-document write that checks the session (and moves updated_at),
+        # the answer; nothing is read
+        "plain turn": ["insert", "findAndModify", "insert"],
+        # the session document, every agent's messages, then the turn
+        "request per turn": ["find", "find", "insert", "findAndModify", "insert"],
+        "trimming turn": ["insert", "findAndModify", "insert", "findAndModify"],
+        # user (+ session check), toolUse, toolResult, (agent state sync), answer
+        "tool turn": ["insert", "findAndModify", "insert", "insert", "findAndModify", "insert"],
     },
 }
 

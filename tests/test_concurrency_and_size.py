@@ -9,47 +9,18 @@ import pytest
 from pymongo.database import Database
 from strands import Agent
 from strands.types.exceptions import EventLoopException
-from strands.types.session import Session, SessionAgent, SessionMessage, SessionType
+from strands.types.session import Session, SessionAgent, SessionType
 
 from mongodb_session_manager import MongoDBSessionManager, MongoDBSessionRepository
 from mongodb_session_manager._session_documents import MAX_DOCUMENT_BYTES
 from mongodb_session_manager.errors import SessionConflictError, SessionTooLargeError, StaleAgentError
 
+from helpers import run_together, text_message
 from scripted_model import ScriptedModel
 from stored_sessions import StoredSessions
 
 Db = Database[dict[str, Any]]
 THREADS = 8
-
-
-def run_together(count: int, work: Callable[[int], Any]) -> tuple[list[Any], list[BaseException]]:
-    """Run ``work(i)`` in ``count`` threads released at the same instant; collect results and errors."""
-    barrier = threading.Barrier(count)
-    results: list[Any] = []
-    errors: list[BaseException] = []
-    lock = threading.Lock()
-
-    def run(index: int) -> None:
-        barrier.wait()
-        try:
-            result = work(index)
-        except BaseException as error:
-            with lock:
-                errors.append(error)
-        else:
-            with lock:
-                results.append(result)
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    return results, errors
-
-
-def message(message_id: int, text: str) -> SessionMessage:
-    return SessionMessage.from_message({"role": "user", "content": [{"text": text}]}, message_id)
 
 
 def test_same_message_id_from_two_writers_only_one_wins(
@@ -60,7 +31,7 @@ def test_same_message_id_from_two_writers_only_one_wins(
 
     def append(index: int) -> int:
         own = MongoDBSessionRepository(client=mongo_client, database_name=database_name, layout=layout)
-        own.create_message("s1", "a1", message(0, f"writer {index}"))
+        own.create_message("s1", "a1", text_message(0, f"writer {index}"))
         return index
 
     winners, errors = run_together(THREADS, append)
@@ -128,7 +99,7 @@ def test_write_that_would_pass_16_mib_is_refused_before_it_happens(
         for message_id in range(32):
             caplog.clear()
             try:
-                repository.create_message("big", "a1", message(message_id, one_mib))
+                repository.create_message("big", "a1", text_message(message_id, one_mib))
             except SessionTooLargeError as error:
                 refused = error
                 break
@@ -149,7 +120,7 @@ def test_write_that_would_pass_16_mib_is_refused_before_it_happens(
     assert [m["message_id"] for m in document["agents"]["a1"]["messages"]] == list(range(written))
     assert len(repository.list_messages("big", "a1")) == written
     # the session still takes writes that fit
-    repository.create_message("big", "a1", message(written, "small"))
+    repository.create_message("big", "a1", text_message(written, "small"))
     repository.update_metadata("big", {"status": "full"})
 
 
@@ -160,7 +131,7 @@ def test_single_message_larger_than_the_limit_is_refused(
     repository.create_agent("s1", SessionAgent(agent_id="a1", state={}, conversation_manager_state={}))
     before = stored.everything()
     with pytest.raises(SessionTooLargeError, match="'s1'"):
-        repository.create_message("s1", "a1", message(0, "y" * (17 * 1024 * 1024)))
+        repository.create_message("s1", "a1", text_message(0, "y" * (17 * 1024 * 1024)))
     with pytest.raises(SessionTooLargeError):
         repository.update_metadata("s1", {"blob": "z" * (17 * 1024 * 1024)})
     assert stored.everything() == before

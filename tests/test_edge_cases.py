@@ -25,8 +25,8 @@ from mongodb_session_manager.errors import (
 )
 from mongodb_session_manager.migration import migrate_to_split
 
+from helpers import converse, session_with_agent, text_message
 from scripted_model import ScriptedModel
-from session_builders import converse, session_with_agent, text_message
 from stored_sessions import MESSAGES, SESSIONS, everything
 
 Db = Database[dict[str, Any]]
@@ -316,8 +316,8 @@ def test_split_appends_alternating_between_two_agents_are_one_insert_each(
     writer.create_message("s1", "a2", text_message(0, "a2 first"))  # learns a2 (one read, documented)
 
     counter.reset()
-    writer.create_message("s1", "a1", text_message(1, "a1 second"))
-    writer.create_message("s1", "a2", text_message(1, "a2 second"))
+    writer.create_message("s1", "a1", text_message(1, "a1 second", role="assistant"))
+    writer.create_message("s1", "a2", text_message(1, "a2 second", role="assistant"))
 
     assert counter.names() == ["insert", "insert"]
 
@@ -363,9 +363,9 @@ def test_split_append_with_multibyte_ids_near_the_limit_raises_session_too_large
     session_id, agent_id = "\U0001f600" * 256, "\U0001f642" * 256  # 1 KiB of UTF-8 each
     split = MongoDBSessionRepository(client=mongo_client, database_name=mongo_db.name, layout="split")
     session_with_agent(split, session_id, agent_id)
-    base = len(encoded(message_document(text_message(0, ""), now(), {})).raw)
+    base = len(encoded(message_document(text_message(0, ""), now(), {}), "message").raw)
     fits = text_message(0, "z" * (MAX_DOCUMENT_BYTES - WRITE_HEADROOM_BYTES - base))
-    assert len(encoded(message_document(fits, now(), {})).raw) + WRITE_HEADROOM_BYTES == MAX_DOCUMENT_BYTES
+    assert len(encoded(message_document(fits, now(), {}), "message").raw) + WRITE_HEADROOM_BYTES == MAX_DOCUMENT_BYTES
 
     try:
         split.create_message(session_id, agent_id, fits)

@@ -18,8 +18,8 @@ from mongodb_session_manager import MongoDBSessionManager, MongoDBSessionReposit
 from mongodb_session_manager.errors import LayoutMismatchError, MongoDBSessionError
 from mongodb_session_manager.migration import migrate_to_split
 
+from helpers import converse
 from scripted_model import ScriptedModel
-from session_builders import converse
 from stored_sessions import StoredSessions
 
 Db = Database[dict[str, Any]]

@@ -15,7 +15,6 @@ import threading
 import traceback
 import warnings
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import pytest
@@ -41,8 +40,10 @@ from mongodb_session_manager.errors import (
     FactoryNotInitializedError,
     MongoDBSessionError,
 )
+from mongodb_session_manager.mongodb_connection_pool import masked_settings
 
 from command_counter import CommandCounter
+from helpers import run_in_threads
 from scripted_model import ScriptedModel
 from stored_sessions import StoredSessions
 
@@ -56,18 +57,6 @@ CHILD_TIMEOUT_S = 20
 
 def new_client(uri: str, **kwargs: Any) -> Client:
     return MongoClient(uri, serverSelectionTimeoutMS=5000, **kwargs)
-
-
-def run_in_threads(count: int, work: Callable[[int], T]) -> list[T]:
-    """Run ``work(i)`` for i in range(count), each in its own thread, all starting together."""
-    barrier = threading.Barrier(count)
-
-    def start(i: int) -> T:
-        barrier.wait(timeout=30)
-        return work(i)
-
-    with ThreadPoolExecutor(max_workers=count) as pool:
-        return list(pool.map(start, range(count)))
 
 
 def stats() -> dict[str, Any]:
@@ -345,7 +334,7 @@ def test_twenty_managers_cost_only_session_reads_and_creations(
 
     # Each new session: one aggregate (read_session) then one upsert (create_session). No index command,
     # and no other command at all (excluding=() also shows driver housekeeping).
-    assert counter.names(excluding=()) == ["aggregate", "update"] * 20
+    assert counter.names(excluding=()) == ["aggregate", "findAndModify"] * 20
     assert all(m.repository.client is client for m in managers)
     assert client[database_name]["sessions"].count_documents({}) == 20
 
@@ -772,3 +761,47 @@ def test_factory_that_cannot_reach_the_server_releases_the_pool() -> None:
     assert not MongoDBConnectionPool.is_open()
     with pytest.raises(FactoryNotInitializedError):
         get_global_factory()
+
+
+def test_any_option_name_is_matched_case_insensitively(mongodb_uri: str) -> None:
+    client = MongoDBConnectionPool.acquire(mongodb_uri, appName="chat")
+    assert MongoDBConnectionPool.acquire(mongodb_uri, appname="chat") is client
+    assert MongoDBConnectionPool.acquire(mongodb_uri, APPNAME="chat") is client
+    assert stats()["users"] == 3
+
+
+def test_stats_never_show_credentials(mongodb_uri: str, mongo_client: Client, database_name: str) -> None:
+    secret = "s3cr3t-pa55word"
+    database = mongo_client[database_name]
+    database.command("createUser", "reader", pwd=secret, roles=[{"role": "readWrite", "db": database_name}])
+    try:
+        factory = MongoDBSessionManagerFactory(
+            connection_string=mongodb_uri,
+            database_name=database_name,
+            username="reader",
+            Password=secret,  # option names are case-insensitive: masked whatever the spelling
+            authSource=database_name,
+            authMechanism="SCRAM-SHA-256",
+        )
+        run_turn(factory.create_session_manager("s1"), "hello")  # authenticated for real
+        shown = repr([factory.get_connection_stats(), stats()])
+    finally:
+        database.command("dropUser", "reader")
+    assert secret not in shown
+    assert "'Password': '***'" in shown
+    assert "'username': 'reader'" in shown
+
+
+def test_credential_bearing_options_are_masked() -> None:
+    settings = {
+        "password": "a",
+        "authMechanismProperties": {"AWS_SESSION_TOKEN": "b"},
+        "tlsCertificateKeyFilePassword": "c",
+        "maxPoolSize": 5,
+    }
+    assert masked_settings(settings) == {
+        "password": "***",
+        "authMechanismProperties": "***",
+        "tlsCertificateKeyFilePassword": "***",
+        "maxPoolSize": 5,
+    }

@@ -10,7 +10,7 @@ from strands.types.session import Session, SessionAgent, SessionMessage, Session
 from mongodb_session_manager import MongoDBSessionRepository
 from mongodb_session_manager.errors import MongoDBSessionError, SessionNotFoundError
 
-from session_builders import text_message
+from helpers import text_message
 from stored_sessions import MESSAGES, StoredSessions
 
 Db = Database[dict[str, Any]]

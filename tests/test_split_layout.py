@@ -10,15 +10,16 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import bson
 import pytest
 from pymongo import MongoClient, monitoring
 from pymongo.database import Database
-from strands import Agent, tool
+from strands import Agent
 from strands.agent.conversation_manager import SlidingWindowConversationManager
-from strands.types.session import SessionAgent
+from strands.types.session import SessionAgent, SessionMessage
 
 from mongodb_session_manager import MongoDBSessionManager, MongoDBSessionRepository
 from mongodb_session_manager._session_documents import MAX_DOCUMENT_BYTES
@@ -30,19 +31,13 @@ from mongodb_session_manager.errors import (
 )
 
 from command_counter import HANDSHAKE_COMMANDS, CommandCounter
+from helpers import add, session_with_agent, text_message, texts
 from scripted_model import ScriptedModel, ToolCall
-from session_builders import session_with_agent, text_message
 from stored_sessions import MESSAGES, SESSIONS, StoredSessions, everything
 
 Db = Database[dict[str, Any]]
 Client = MongoClient[dict[str, Any]]
 Counting = tuple[Client, CommandCounter]
-
-
-@tool
-def add(a: int, b: int) -> int:
-    """Add two integers."""
-    return a + b
 
 
 class CommandBodies(monitoring.CommandListener):
@@ -95,10 +90,6 @@ def split_stored(mongo_db: Db) -> StoredSessions:
     return StoredSessions(mongo_db, "split")
 
 
-def texts(messages: list[Any]) -> list[str]:
-    return [block["text"] for message in messages for block in message["content"] if "text" in block]
-
-
 # -- storage shape ------------------------------------------------------------------------------
 
 
@@ -135,7 +126,7 @@ def test_an_append_is_exactly_one_insert(
     repository.create_message("s1", "a1", text_message(0, "first"))
     bodies.clear()
 
-    repository.create_message("s1", "a1", text_message(1, "second"))
+    repository.create_message("s1", "a1", text_message(1, "second", role="assistant"))
 
     [insert] = bodies.commands()
     assert insert["insert"] == MESSAGES
@@ -144,12 +135,46 @@ def test_an_append_is_exactly_one_insert(
     assert split_stored.message_ids("s1", "a1") == [0, 1]
 
 
-def test_an_append_through_the_manager_is_one_insert(counting_client: Counting, database_name: str) -> None:
+def test_the_message_opening_a_turn_also_moves_the_sessions_updated_at(
+    recording_client: tuple[Client, CommandBodies], database_name: str, mongo_db: Db
+) -> None:
+    client, bodies = recording_client
+    repository = MongoDBSessionRepository(client=client, database_name=database_name, layout="split")
+    session_with_agent(repository)
+    long_ago = datetime(2020, 1, 1, tzinfo=UTC)
+    mongo_db[SESSIONS].update_one({"_id": "s1"}, {"$set": {"updated_at": long_ago}})
+    before = mongo_db[SESSIONS].find_one({"_id": "s1"})
+    assert before is not None
+    bodies.clear()
+
+    repository.create_message("s1", "a1", text_message(0, "a question"))
+
+    insert, touch = bodies.commands()
+    assert insert["insert"] == MESSAGES
+    assert touch["findAndModify"] == SESSIONS
+    assert touch["query"]["generation"] == before["generation"]
+    after = mongo_db[SESSIONS].find_one({"_id": "s1"})
+    assert after is not None
+    assert after["updated_at"].replace(tzinfo=UTC) > long_ago
+    assert after["revision"] == before["revision"] + 1
+    # a tool result is a user message too, but it continues a turn: one insert
+    bodies.clear()
+    tool_result = {"role": "user", "content": [{"toolResult": {"toolUseId": "t", "status": "success", "content": []}}]}
+    repository.create_message("s1", "a1", SessionMessage.from_message(tool_result, 1))  # type: ignore[arg-type]
+    assert [command.get("insert") for command in bodies.commands()] == [MESSAGES]
+
+
+def test_through_the_manager_an_answer_is_one_insert_and_a_question_two_commands(
+    counting_client: Counting, database_name: str
+) -> None:
     client, counter = counting_client
     manager = MongoDBSessionManager("s1", client=client, layout="split", database_name=database_name)
     agent = Agent(model=ScriptedModel([]), session_manager=manager, callback_handler=None)
     counter.reset()
     manager.append_message({"role": "user", "content": [{"text": "one"}]}, agent)
+    assert counter.names() == ["insert", "findAndModify"]
+    counter.reset()
+    manager.append_message({"role": "assistant", "content": [{"text": "two"}]}, agent)
     assert counter.names() == ["insert"]
 
 

@@ -7,21 +7,16 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 from pymongo import MongoClient
-from strands import Agent, tool
+from strands import Agent
 
 from command_counter import CommandCounter
+from helpers import add
 from scripted_model import Raise, Reply, ScriptedModel, ScriptExhaustedError, ToolCall
 
 
 class Point(BaseModel):
     x: int
     y: int
-
-
-@tool
-def add(a: int, b: int) -> int:
-    """Add two integers."""
-    return a + b
 
 
 def test_plain_turn_records_usage_and_latency() -> None:

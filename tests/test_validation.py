@@ -1,26 +1,34 @@
 """Every identifier that reaches MongoDB is validated, and a refused one harms nothing stored."""
 
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 import pytest
 from pymongo.database import Database
 from strands import Agent
+from strands.types.exceptions import EventLoopException
 from strands.types.session import Session, SessionAgent, SessionMessage, SessionType
 
 from mongodb_session_manager import MongoDBSessionManager, MongoDBSessionRepository
-from mongodb_session_manager.errors import InvalidIdentifierError
+from mongodb_session_manager.errors import (
+    InvalidArgumentError,
+    InvalidIdentifierError,
+    MongoDBSessionError,
+    StaleAgentError,
+    UnstorableValueError,
+)
 from mongodb_session_manager.validation import MAX_IDENTIFIER_LENGTH
 
 from multi_agent_stand_in import FixedState
-from scripted_model import ScriptedModel
+from scripted_model import ScriptedModel, ToolCall
 from stored_sessions import MESSAGES, SESSIONS, everything
 
 Db = Database[dict[str, Any]]
 
 
 NOT_STRINGS = [{"$gt": ""}, {"$ne": None}, ["victim"], 42, None, b"s1"]
-BAD_STRINGS = ["", "x" * (MAX_IDENTIFIER_LENGTH + 1), "nul\x00byte"]
+BAD_STRINGS = ["", "x" * (MAX_IDENTIFIER_LENGTH + 1), "nul\x00byte", "abc\ud800", "\udfff"]
 BAD_FIELD_NAMES = ["team.alpha", "$where", "$", "a.", ".a", *BAD_STRINGS]
 
 
@@ -138,7 +146,7 @@ def test_delete_metadata_refuses_a_bare_string(
     assert_untouched(mongo_db, populated)
 
 
-@pytest.mark.parametrize("message_id", [-1, "0", 1.5, True, None], ids=repr)
+@pytest.mark.parametrize("message_id", [-1, "0", 1.5, True, None, 2**63, 2**70], ids=repr)
 def test_message_id_must_be_a_non_negative_int(
     message_id: Any, repository: MongoDBSessionRepository, populated: dict[str, Any], mongo_db: Db
 ) -> None:
@@ -174,4 +182,105 @@ def test_message_annotations_cannot_replace_or_nest_fields(
 ) -> None:
     with pytest.raises(InvalidIdentifierError, match="message annotation"):
         repository.annotate_messages(**{name: 0})
+    assert_untouched(mongo_db, populated)
+
+
+@pytest.mark.parametrize("position", [-1, 2**63, 2**70, "1", 1.0, True], ids=repr)
+def test_message_positions_must_fit_a_bson_integer(
+    position: Any, repository: MongoDBSessionRepository, populated: dict[str, Any], mongo_db: Db
+) -> None:
+    with pytest.raises(InvalidIdentifierError, match="offset"):
+        repository.list_messages("victim", "a1", offset=position)
+    with pytest.raises(InvalidIdentifierError, match="limit"):
+        repository.list_messages("victim", "a1", limit=position)
+    assert_untouched(mongo_db, populated)
+
+
+@pytest.mark.parametrize(
+    "metadata", [["ab", "cd"], (pair for pair in [("a", 1)]), None, "abc", 5, b"ab"], ids=lambda m: type(m).__name__
+)
+def test_metadata_must_be_a_mapping(
+    metadata: Any, repository: MongoDBSessionRepository, populated: dict[str, Any], mongo_db: Db
+) -> None:
+    with pytest.raises(InvalidArgumentError, match=r"invalid metadata .*must be a mapping") as refused:
+        repository.update_metadata("victim", metadata)
+    assert refused.value.field == "metadata"
+    assert_untouched(mongo_db, populated)
+
+
+@pytest.mark.parametrize("keys", [None, 5, {"owner": 1}, b"owner"], ids=repr)
+def test_delete_metadata_refuses_what_is_not_a_list_of_keys(
+    keys: Any, repository: MongoDBSessionRepository, populated: dict[str, Any], mongo_db: Db
+) -> None:
+    with pytest.raises(InvalidIdentifierError, match="list of keys"):
+        repository.delete_metadata("victim", keys)
+    assert_untouched(mongo_db, populated)
+
+
+class Opaque:
+    pass
+
+
+UNSTORABLE = {
+    "set": {1, 2},
+    "object": Opaque(),
+    "decimal": Decimal("1.5"),
+    "complex": 1 + 2j,
+    "int64 overflow": 2**63,
+    "negative overflow": -(2**63) - 1,
+    "int key": {1: "one"},
+    "nul in key": {"a\x00b": 1},
+    "lone surrogate": "abc\ud800",
+}
+
+
+@pytest.mark.parametrize("name", list(UNSTORABLE), ids=str)
+def test_values_bson_cannot_hold_are_refused_naming_their_path(
+    name: str, repository: MongoDBSessionRepository, populated: dict[str, Any], mongo_db: Db
+) -> None:
+    value = UNSTORABLE[name]
+    nested = {"ok": 1, "score": {"list": [0, value]}}
+    calls: dict[str, Callable[[], object]] = {
+        "metadata.score.list[1]": lambda: repository.update_metadata("victim", nested),
+        "agent.state.score.list[1]": lambda: repository.update_agent(
+            "victim", SessionAgent("a1", state=nested, conversation_manager_state={})
+        ),
+        "multi_agent.state.score.list[1]": lambda: repository.create_multi_agent("victim", FixedState("g1", nested)),  # type: ignore[arg-type]
+    }
+    for path, call in calls.items():
+        with pytest.raises(UnstorableValueError) as refused:
+            call()
+        error = refused.value
+        assert isinstance(error, MongoDBSessionError)
+        assert isinstance(error, ValueError)
+        assert isinstance(error, TypeError)
+        assert error.field.startswith(path), (error.field, path)
+        assert str(error).startswith(f"invalid {error.field} ")
+    assert_untouched(mongo_db, populated)
+
+
+def test_an_unstorable_tool_input_is_refused_and_the_agent_goes_stale(new_manager: Any) -> None:
+    model = ScriptedModel([ToolCall("add", {"a": 2**64, "b": 1}), "unreachable"])
+    agent = Agent(model=model, session_manager=new_manager("s1"), callback_handler=None)
+    with pytest.raises(EventLoopException) as refused:
+        agent("add these")
+    cause = refused.value.original_exception
+    assert isinstance(cause, UnstorableValueError)
+    assert cause.field == "message.content[0].toolUse.input.a"
+    with pytest.raises(StaleAgentError):
+        agent("again")
+
+
+def test_an_error_quotes_at_most_a_short_excerpt_of_the_value(
+    repository: MongoDBSessionRepository, populated: dict[str, Any], mongo_db: Db
+) -> None:
+    huge = "x" * 1_000_000
+    with pytest.raises(InvalidIdentifierError) as refused:
+        repository.read_session(huge)
+    message = str(refused.value)
+    assert len(message) < 250, message
+    assert "1,000,000 characters" in message
+    with pytest.raises(InvalidIdentifierError) as refused:
+        repository.read_session({"$gt": "y" * 10_000})
+    assert len(str(refused.value)) < 250
     assert_untouched(mongo_db, populated)

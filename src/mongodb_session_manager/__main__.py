@@ -9,7 +9,7 @@ from pymongo.errors import PyMongoError
 
 from ._client import create_client
 from ._progress import ProgressBar
-from ._split_layout import default_messages_collection_name
+from ._schema import default_messages_collection_name
 from .cleanup import CleanupRefusedError, find_left_behind, remove_left_behind
 from .migration import count_embedded_sessions, migrate_to_split
 

@@ -1,9 +1,11 @@
 """Conversion between Strands' session dataclasses and the stored BSON documents.
 
-Timestamps are stored as BSON dates (Strands keeps ISO strings). Bytes are stored as BSON
-binary, which is smaller than Strands' base64 wrapper; the wrapper is still decoded on read.
-Payloads are encoded to BSON right away (:func:`encoded`), so what is written is fixed at the
-moment of the call even though Strands later edits message dicts in place (redaction).
+Timestamps are stored as BSON dates (Strands keeps ISO strings). Messages, agent state and
+multi-agent state are stored as BSON as they are, bytes as BSON binary, and come back equal: no
+wrapper is added on write or decoded on read, so a value that happens to look like Strands'
+base64 wrapper stays what it was. Payloads are encoded to BSON right away (:func:`encoded`), so
+what is written is fixed at the moment of the call even though Strands later edits message dicts
+in place (redaction), and a value BSON cannot hold is refused before anything is sent.
 """
 
 from collections.abc import Mapping
@@ -12,15 +14,58 @@ from typing import Any
 
 import bson
 from bson import ObjectId
+from bson.errors import InvalidDocument
 from bson.raw_bson import RawBSONDocument
-from strands.types.session import Session, SessionAgent, SessionMessage, SessionType, decode_bytes_values
+from strands.types.session import Session, SessionAgent, SessionMessage, SessionType
 
-Document = dict[str, Any]
+from ._schema import GENERATION_FIELD, Document
+from ._strands_internals import internal_state_of, session_agent
+from .errors import UnstorableValueError
+
+_ENCODING_ERRORS = (InvalidDocument, OverflowError, UnicodeEncodeError, TypeError, ValueError)
 
 
-def encoded(document: Document) -> RawBSONDocument:
-    """``document`` encoded to BSON now; pymongo sends the bytes as they are, and ``len(.raw)`` is its size."""
-    return RawBSONDocument(bson.encode(document))
+def encoded(document: Mapping[str, Any], field: str) -> RawBSONDocument:
+    """``document`` encoded to BSON now; pymongo sends the bytes as they are, and ``len(.raw)`` is its size.
+
+    Raises :class:`UnstorableValueError` naming the path (under ``field``) of the first value BSON
+    cannot hold.
+    """
+    try:
+        return RawBSONDocument(bson.encode(document))
+    except _ENCODING_ERRORS as error:
+        path, value, reason = _first_unstorable(document, field)
+        raise UnstorableValueError(path, value, reason) from error
+
+
+def _first_unstorable(value: Any, path: str) -> tuple[str, Any, str]:
+    """Find, below ``value``, the first value or key BSON refuses (only called once encoding failed)."""
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                return path, key, f"has a key of type {type(key).__name__}; keys must be str"
+            item_path = f"{path}.{key}" if path else key
+            if not _encodable({key: None}):
+                return item_path, key, "is a key BSON cannot hold (NUL or a lone surrogate)"
+            if not _encodable({"": item}):
+                return _first_unstorable(item, item_path)
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            if not _encodable({"": item}):
+                return _first_unstorable(item, f"{path}[{index}]")
+    if isinstance(value, int) and not isinstance(value, bool):
+        return path, value, "is outside BSON's 64-bit integer range"
+    if isinstance(value, str):
+        return path, value, "is not valid Unicode (it holds a lone surrogate)"
+    return path, value, f"is a {type(value).__name__}, which BSON cannot store"
+
+
+def _encodable(document: Mapping[str, Any]) -> bool:
+    try:
+        bson.encode(document)
+    except _ENCODING_ERRORS:
+        return False
+    return True
 
 
 def now() -> datetime:
@@ -40,10 +85,6 @@ def to_iso(value: Any) -> str:
     if isinstance(value, datetime):
         return to_datetime(value).isoformat()
     return str(value)
-
-
-GENERATION_FIELD = "generation"
-"""Session-document field telling this session apart from earlier ones that had the same id."""
 
 
 def new_session_document(session: Session) -> Document:
@@ -75,7 +116,7 @@ def agent_state_fields(agent: SessionAgent) -> Document:
         "agent_id": agent.agent_id,
         "state": agent.state,
         "conversation_manager_state": agent.conversation_manager_state,
-        "internal_state": agent._internal_state,
+        "internal_state": internal_state_of(agent),
     }
 
 
@@ -89,16 +130,14 @@ def new_agent_document(agent: SessionAgent, moment: datetime) -> Document:
 
 
 def agent_from_document(document: Document) -> SessionAgent:
-    """Rebuild a Strands ``SessionAgent`` from its stored entry."""
-    return SessionAgent.from_dict(
-        {
-            "agent_id": document["agent_id"],
-            "state": document.get("state") or {},
-            "conversation_manager_state": document.get("conversation_manager_state") or {},
-            "_internal_state": document.get("internal_state") or {},
-            "created_at": to_iso(document["created_at"]),
-            "updated_at": to_iso(document["updated_at"]),
-        }
+    """Rebuild a Strands ``SessionAgent`` from its stored entry, values exactly as stored."""
+    return session_agent(
+        agent_id=document["agent_id"],
+        state=document.get("state") or {},
+        conversation_manager_state=document.get("conversation_manager_state") or {},
+        internal_state=document.get("internal_state") or {},
+        created_at=to_iso(document["created_at"]),
+        updated_at=to_iso(document["updated_at"]),
     )
 
 
@@ -124,17 +163,22 @@ def message_document(message: SessionMessage, moment: datetime, extra_fields: Ma
     }
 
 
+def opens_turn(message: Mapping[str, Any]) -> bool:
+    """Whether ``message`` starts a turn: a user message that is not a tool result."""
+    return message.get("role") == "user" and not any("toolResult" in block for block in message.get("content") or ())
+
+
 def message_from_document(document: Document) -> SessionMessage:
-    """Rebuild a Strands ``SessionMessage``; extra stored fields (metrics) are left out.
+    """Rebuild a Strands ``SessionMessage`` as stored; extra stored fields (metrics) are left out.
 
     Built directly rather than through ``SessionMessage.from_dict``, which inspects the class
-    signature for every key of every message: a tenth of the time on long resumes.
+    signature for every key of every message (a tenth of the time on long resumes) and would
+    decode values shaped like its base64 wrapper.
     """
-    redact_message = document.get("redact_message")
     return SessionMessage(
-        message=decode_bytes_values(document["message"]),
+        message=document["message"],
         message_id=document["message_id"],
-        redact_message=decode_bytes_values(redact_message) if redact_message is not None else None,
+        redact_message=document.get("redact_message"),
         created_at=to_iso(document["created_at"]),
         updated_at=to_iso(document["updated_at"]),
     )

@@ -7,9 +7,10 @@ Every message write is one conditional ``find_one_and_update`` on the session do
 from bson.raw_bson import RawBSONDocument
 
 from . import metrics
-from ._documents import Document, now
-from ._session_documents import SessionDocuments
-from .errors import SessionConflictError, SessionNotFoundError
+from ._documents import now
+from ._schema import UPDATED_AT_FIELD, Document, agent_path
+from ._session_documents import Expect, SessionDocuments
+from .errors import SessionNotFoundError
 
 END_OF_ARRAY = 2**31 - 1
 """A ``$slice`` count meaning "to the end" (MongoDB requires a positive count)."""
@@ -23,56 +24,43 @@ class EmbeddedLayout:
         self._sessions = sessions
         self.new_agent_fields: Document = {"messages": []}
 
-    def create_message(self, session_id: str, agent_id: str, message_id: int, entry: RawBSONDocument) -> None:
-        """Push the message, if the agent exists and does not have ``message_id`` yet."""
-        path = f"agents.{agent_id}"
-        conditions = {path: {"$exists": True}, f"{path}.messages.message_id": {"$ne": message_id}}
-        update = {"$push": {f"{path}.messages": entry}, "$set": {"updated_at": now()}}
-        if self._sessions.write(session_id, conditions, update, added_bytes=len(entry.raw)):
-            return
-        probe = self._sessions.probe(session_id, entry_path=path, message_id=message_id)
-        if not probe.has_entry:
-            raise SessionNotFoundError(f"agent {agent_id!r} not found in session {session_id!r}")
-        if probe.has_message:
-            raise SessionConflictError(
-                f"message {message_id} of agent {agent_id!r} in session {session_id!r} was already written "
-                "by another writer; nothing was changed"
-            )
-        raise self._sessions.refusal(session_id, probe, len(entry.raw))
+    def create_message(
+        self, session_id: str, agent_id: str, message_id: int, entry: RawBSONDocument, *, opens_turn: bool
+    ) -> None:
+        """Push the message if the agent exists and does not have ``message_id`` yet; move ``updated_at``."""
+        update = {"$push": {f"{agent_path(agent_id)}.messages": entry}, "$set": {UPDATED_AT_FIELD: now()}}
+        expect = Expect.agent(agent_id, message_id=message_id, message_present=False)
+        self._sessions.write(session_id, update, added_bytes=len(entry.raw), expect=expect)
 
     def update_message(self, session_id: str, agent_id: str, message_id: int, body: RawBSONDocument) -> None:
         """Rewrite the message in place (``arrayFilters``: positional ``$`` fails on nested arrays elsewhere)."""
         moment = now()
-        path = f"agents.{agent_id}.messages"
+        path = f"{agent_path(agent_id)}.messages"
         update = {
             "$set": {
                 f"{path}.$[target].message": body["message"],
                 f"{path}.$[target].redact_message": body["redact_message"],
                 f"{path}.$[target].updated_at": moment,
-                "updated_at": moment,
+                UPDATED_AT_FIELD: moment,
             }
         }
-        conditions = {f"{path}.message_id": message_id}
-        array_filters = [{"target.message_id": message_id}]
-        if self._sessions.write(session_id, conditions, update, added_bytes=len(body.raw), array_filters=array_filters):
-            return
-        probe = self._sessions.probe(session_id, entry_path=f"agents.{agent_id}", message_id=message_id)
-        if not probe.has_message:
-            raise SessionNotFoundError(
-                f"message {message_id} of agent {agent_id!r} not found in session {session_id!r}"
-            )
-        raise self._sessions.refusal(session_id, probe, len(body.raw))
+        self._sessions.write(
+            session_id,
+            update,
+            added_bytes=len(body.raw),
+            expect=Expect.agent(agent_id, message_id=message_id),
+            array_filters=[{"target.message_id": message_id}],
+        )
 
     def read_message(self, session_id: str, agent_id: str, message_id: int) -> Document | None:
         """Filter the array on the server, so only that message travels."""
         matching = {
             "$filter": {
-                "input": {"$ifNull": [f"$agents.{agent_id}.messages", []]},
+                "input": {"$ifNull": [f"${agent_path(agent_id)}.messages", []]},
                 "cond": {"$eq": ["$$this.message_id", message_id]},
             }
         }
-        pipeline = [{"$match": self._sessions.matching(session_id)}, {"$project": {"_id": 0, "found": matching}}]
-        documents = list(self._sessions.collection.aggregate(pipeline))
+        documents = self._sessions.aggregate(session_id, [{"$project": {"_id": 0, "found": matching}}], checked=True)
         if not documents:
             try:
                 self._sessions.probe(session_id)  # raises if stored in the other layout
@@ -83,13 +71,12 @@ class EmbeddedLayout:
 
     def read_messages(self, session_id: str, agent_id: str, offset: int, limit: int | None) -> list[Document]:
         """Slice the array on the server with a ``$slice`` projection."""
-        path = f"agents.{agent_id}"
+        path = agent_path(agent_id)
         count = END_OF_ARRAY if limit is None else max(limit, 1)
         projection = {f"{path}.messages": {"$slice": [offset, count]}, f"{path}.agent_id": 1}
-        document = self._sessions.collection.find_one(self._sessions.matching(session_id), projection)
+        document = self._sessions.find(session_id, projection, checked=True)
         if document is None:
-            self._sessions.probe(session_id)  # raises: not found, or stored in the other layout
-            raise SessionNotFoundError(f"session {session_id!r} not found")
+            self._sessions.explain_absence(session_id)
         entry = (document.get("agents") or {}).get(agent_id)
         if entry is None:
             raise SessionNotFoundError(f"agent {agent_id!r} not found in session {session_id!r}")
@@ -98,23 +85,21 @@ class EmbeddedLayout:
 
     def read_for_resume(self, session_id: str) -> Document | None:
         """One aggregation: the session document, each agent's array sliced from its offset."""
-        documents = list(self._sessions.collection.aggregate(_resume_pipeline(session_id)))
+        documents = self._sessions.aggregate(session_id, _RESUME_STAGES)
         return documents[0] if documents else None
 
     def metrics_rows(self, session_id: str) -> list[Document]:
         """Unwind each agent's array and sum per agent, in one aggregation."""
-        pipeline: list[Document] = [
-            {"$match": self._sessions.matching(session_id)},
+        stages: list[Document] = [
             {"$project": {"agent": {"$objectToArray": {"$ifNull": ["$agents", {}]}}}},
             {"$unwind": {"path": "$agent", "preserveNullAndEmptyArrays": True}},
             {"$project": {"agent_id": "$agent.k", "message": "$agent.v.messages"}},
             {"$unwind": {"path": "$message", "preserveNullAndEmptyArrays": True}},
             *metrics.totals_per_agent_stages(),
         ]
-        rows = list(self._sessions.collection.aggregate(pipeline))
+        rows = self._sessions.aggregate(session_id, stages, checked=True)
         if not rows:  # a session with no agents still yields one row (agent_id missing)
-            self._sessions.probe(session_id)  # raises: not found, or stored in the other layout
-            raise SessionNotFoundError(f"session {session_id!r} not found")
+            self._sessions.explain_absence(session_id)
         return [row for row in rows if row["_id"] is not None]
 
     def delete_session(self, session_id: str) -> None:
@@ -122,8 +107,8 @@ class EmbeddedLayout:
         self._sessions.delete(session_id)
 
 
-def _resume_pipeline(session_id: str) -> list[Document]:
-    """Read one session with each agent's messages sliced from where its conversation manager left off."""
+def _resume_stages() -> list[Document]:
+    """Each agent's messages sliced from where its conversation manager left off."""
     offset = {"$max": [0, {"$ifNull": ["$$agent.v.conversation_manager_state.removed_message_count", 0]}]}
     sliced_agent = {
         "$mergeObjects": [
@@ -133,7 +118,6 @@ def _resume_pipeline(session_id: str) -> list[Document]:
     }
     agents = {"$objectToArray": {"$ifNull": ["$agents", {}]}}
     return [
-        {"$match": {"_id": session_id}},
         {
             "$set": {
                 "agents": {
@@ -142,5 +126,8 @@ def _resume_pipeline(session_id: str) -> list[Document]:
                     }
                 }
             }
-        },
+        }
     ]
+
+
+_RESUME_STAGES = _resume_stages()

@@ -1,8 +1,12 @@
-"""What one repository has learnt about the sessions it read or created: generation and agents.
+"""What one repository remembers of the sessions it read or created, for calls made outside a binding.
 
-A session's ``generation`` tells it apart from an earlier session that had the same id and was
-deleted. Writes carry the generation they expect, so a writer still holding a deleted session can
-never write into the one that replaced it. Known agents let the split layout append without first
+Calls a session manager makes for its writers carry a :class:`~._binding.SessionBinding`. A
+repository used on its own has no writer to bind, so it remembers, per session, the generation it
+last read (or created) and the agents it has seen exist. Writes filter on that generation, so
+they never land in a session created anew under the same id since; a refused write leaves the
+memory as it is, and only a new read of the session, or the repository's own delete, replaces it.
+The memory is bounded (least recently used sessions forgotten first); a forgotten session is
+learnt again from its next read or write. Known agents let the split layout append without first
 checking that the agent exists. Nothing here is ever trusted to answer a read.
 """
 
@@ -30,8 +34,17 @@ class KnownSessions:
         self._lock = threading.Lock()
         self._sessions: OrderedDict[str, _KnownSession] = OrderedDict()
 
-    def remember(self, session_id: str, generation: Any, agent_ids: Iterable[str] = ()) -> None:
-        """Record the session's generation and agents (added to those known, if the generation is the same).
+    def expected(self, session_id: str, agent_id: str | None = None) -> tuple[bool, Any]:
+        """``(True, generation)`` if the session (and ``agent_id``, when given) is known; else ``(False, None)``."""
+        with self._lock:
+            known = self._sessions.get(session_id)
+            if known is None or (agent_id is not None and agent_id not in known.agent_ids):
+                return False, None
+            self._sessions.move_to_end(session_id)
+            return True, known.generation
+
+    def learn(self, session_id: str, generation: Any, agent_ids: Iterable[str] = ()) -> None:
+        """Record the session's generation (replacing another) and agents (added to those known).
 
         A session stored before generations existed (``generation`` None) is not recorded: there is
         nothing to check its writes against.
@@ -47,22 +60,7 @@ class KnownSessions:
             while len(self._sessions) > SESSIONS_KEPT:
                 self._sessions.popitem(last=False)
 
-    def add_agent(self, session_id: str, agent_id: str) -> None:
-        """Record that the agent exists in a session whose generation is known."""
-        with self._lock:
-            if session_id in self._sessions:
-                self._sessions[session_id].agent_ids.add(agent_id)
-
-    def generation(self, session_id: str, agent_id: str | None = None) -> tuple[bool, Any]:
-        """``(True, generation)`` if the session (and ``agent_id``, when given) is known; else ``(False, None)``."""
-        with self._lock:
-            known = self._sessions.get(session_id)
-            if known is None or (agent_id is not None and agent_id not in known.agent_ids):
-                return False, None
-            self._sessions.move_to_end(session_id)
-            return True, known.generation
-
     def forget(self, session_id: str) -> None:
-        """Forget the session (it was deleted, or replaced by another with the same id)."""
+        """Forget the session (this repository deleted it)."""
         with self._lock:
             self._sessions.pop(session_id, None)

@@ -15,12 +15,10 @@ from typing import Protocol
 from bson.raw_bson import RawBSONDocument
 from pymongo.collection import Collection
 
-from ._documents import Document
 from ._embedded_layout import EmbeddedLayout
+from ._schema import Document, Layout
 from ._session_documents import SessionDocuments
 from ._split_layout import SplitLayout
-
-LAYOUTS = ("embedded", "split")
 
 
 class MessageLayout(Protocol):
@@ -29,8 +27,13 @@ class MessageLayout(Protocol):
     new_agent_fields: Document
     """Fields a new agent entry in the session document starts with."""
 
-    def create_message(self, session_id: str, agent_id: str, message_id: int, entry: RawBSONDocument) -> None:
-        """Store a new message; a ``message_id`` already stored raises ``SessionConflictError``."""
+    def create_message(
+        self, session_id: str, agent_id: str, message_id: int, entry: RawBSONDocument, *, opens_turn: bool
+    ) -> None:
+        """Store a new message; a ``message_id`` already stored raises ``SessionConflictError``.
+
+        ``opens_turn``: the message starts a turn (a user message that is not a tool result).
+        """
 
     def update_message(self, session_id: str, agent_id: str, message_id: int, body: RawBSONDocument) -> None:
         """Replace the stored message's ``message`` and ``redact_message`` with those in ``body``."""
@@ -55,15 +58,10 @@ class MessageLayout(Protocol):
         """Delete the session and its messages; raise if it is missing or stored in the other layout."""
 
 
-def validate_layout(layout: str) -> str:
-    """Return ``layout`` if it names a layout; raise ``ValueError`` otherwise."""
-    if layout not in LAYOUTS:
-        raise ValueError(f"layout must be one of {', '.join(map(repr, LAYOUTS))}, not {layout!r}")
-    return layout
-
-
-def message_layout(layout: str, sessions: SessionDocuments, messages_collection: Collection[Document]) -> MessageLayout:
+def message_layout(
+    layout: Layout, sessions: SessionDocuments, messages_collection: Collection[Document]
+) -> MessageLayout:
     """The layout named ``layout``; ``messages_collection`` is only used by the split layout."""
-    if validate_layout(layout) == "split":
+    if layout == "split":
         return SplitLayout(sessions, messages_collection)
     return EmbeddedLayout(sessions)

@@ -12,14 +12,24 @@ generation. A session deleted while another process was still appending to it, t
 again under the same id, therefore never shows the old messages: they are invisible, and one that
 holds a ``message_id`` the new session needs is removed when the new message is written.
 
-Messages carry no back-reference the server could check on insert, so an append checks that the
-agent exists (and learns the generation) only the first time this repository sees that agent.
+Messages carry no back-reference the server could check on insert. So that a writer learns that
+its session is gone, the message that opens a turn (a user message that is not a tool result) is
+followed by one conditional write to the session document: it moves ``updated_at`` and succeeds
+only while the session exists in the writer's generation with that agent; if it is refused, the
+message just inserted is deleted again and the writer gets the error (``SessionNotFoundError``).
+A writer of a deleted session is therefore refused at its next turn at the latest. What it can
+still leave is the rest of a turn that raced the delete (the answer and tool messages written
+after the delete, before the next turn), or a message whose take-back was interrupted: tagged
+with the deleted generation, never read by anyone, and removed by ``cleanup``. Other appends
+check that the agent exists only the first time the writer sees it (a session manager's Agents
+know it from their initialisation).
+
 Deleting a session removes the session document first, in one command that checks its layout and
 generation, then the messages of that generation. If the process stops in between, those messages
-stay behind, invisible to any later session with the same id (and replaced if one needs their ids).
+stay behind, invisible to any later session with the same id (and replaced if one needs their ids)
+until ``cleanup`` removes them.
 """
 
-from collections.abc import Mapping
 from typing import Any
 
 import bson
@@ -29,10 +39,19 @@ from pymongo.collection import Collection
 from pymongo.errors import DocumentTooLarge, DuplicateKeyError, WriteError
 
 from . import metrics
-from ._documents import GENERATION_FIELD, Document, now, removed_message_count
+from ._documents import now, removed_message_count
 from ._indexes import ensure_indexes
-from ._session_documents import LAYOUT_FIELD, MAX_DOCUMENT_BYTES, SessionDocuments, stored_layout
-from .errors import SessionConflictError, SessionNotFoundError, SessionTooLargeError
+from ._schema import (
+    GENERATION_FIELD,
+    UPDATED_AT_FIELD,
+    Document,
+    message_key,
+    message_owner,
+    split_message_document,
+    stored_layout,
+)
+from ._session_documents import MAX_DOCUMENT_BYTES, Expect, SessionDocuments
+from .errors import MongoDBSessionError, SessionConflictError, SessionNotFoundError, SessionTooLargeError
 
 MESSAGE_INDEXES = (
     IndexModel(
@@ -49,45 +68,46 @@ _STORED_MESSAGE = {"_id": 0, "session_id": 0, GENERATION_FIELD: 0}
 """Projection: a stored message as the repository converts it (``agent_id`` is kept for grouping)."""
 
 
-def default_messages_collection_name(collection_name: str) -> str:
-    """The default messages collection for the sessions in ``collection_name``."""
-    return f"{collection_name}_messages"
-
-
-def split_message_document(session_id: str, agent_id: str, generation: Any, entry: Mapping[str, Any]) -> Document:
-    """A message's own document: its key and generation, then the entry the embedded layout would store."""
-    return {"session_id": session_id, "agent_id": agent_id, GENERATION_FIELD: generation, **entry}
-
-
 class SplitLayout:
     """Messages as documents of their own in ``messages``."""
 
     def __init__(self, sessions: SessionDocuments, messages: Collection[Document]) -> None:
         """Keep messages in ``messages`` (its unique index is created once per process)."""
         self._sessions = sessions
-        self._known = sessions.known
         self._messages = messages
         self.new_agent_fields: Document = {}
         ensure_indexes(messages, MESSAGE_INDEXES)
 
-    def create_message(self, session_id: str, agent_id: str, message_id: int, entry: RawBSONDocument) -> None:
-        """One insert; the unique index turns a second writer of ``message_id`` into a conflict."""
-        generation = self._generation(session_id, agent_id)
+    def create_message(
+        self, session_id: str, agent_id: str, message_id: int, entry: RawBSONDocument, *, opens_turn: bool
+    ) -> None:
+        """One insert; when it opens a turn, followed by the session-document write that checks the session."""
+        generation = self._sessions.generation_for(session_id, agent_id)
         document = split_message_document(session_id, agent_id, generation, entry)
-        if self._insert(session_id, document):
-            return
-        if self._remove_left_behind(session_id, agent_id, message_id, generation) and self._insert(
-            session_id, document
+        if not self._insert(session_id, document) and not (
+            self._remove_left_behind(session_id, agent_id, message_id, generation)
+            and self._insert(session_id, document)
         ):
-            return
-        raise SessionConflictError(
-            f"message {message_id} of agent {agent_id!r} in session {session_id!r} was already written "
-            "by another writer; nothing was changed"
-        )
+            raise SessionConflictError(
+                f"message {message_id} of agent {agent_id!r} in session {session_id!r} was already written "
+                "by another writer; nothing was changed"
+            )
+        if opens_turn:
+            self._open_turn(session_id, agent_id, message_key(session_id, agent_id, message_id, generation))
+
+    def _open_turn(self, session_id: str, agent_id: str, written: Document) -> None:
+        """Move the session's ``updated_at``, if it still exists as the writer knows it; else take back ``written``."""
+        try:
+            self._sessions.write(
+                session_id, {"$set": {UPDATED_AT_FIELD: now()}}, added_bytes=0, expect=Expect.agent(agent_id)
+            )
+        except MongoDBSessionError:
+            self._messages.delete_one(written)
+            raise
 
     def update_message(self, session_id: str, agent_id: str, message_id: int, body: RawBSONDocument) -> None:
         """Rewrite the message's document."""
-        key = self._key(session_id, agent_id, message_id, self._generation(session_id, agent_id))
+        key = message_key(session_id, agent_id, message_id, self._sessions.generation_for(session_id, agent_id))
         update = {"$set": {"message": body["message"], "redact_message": body["redact_message"], "updated_at": now()}}
         try:
             matched = self._messages.update_one(key, update).matched_count
@@ -105,18 +125,18 @@ class SplitLayout:
     def read_message(self, session_id: str, agent_id: str, message_id: int) -> Document | None:
         """Find the message by its key (None if the session or agent does not exist either)."""
         try:
-            generation = self._generation(session_id, agent_id)
+            generation = self._sessions.generation_for(session_id, agent_id)
         except SessionNotFoundError:
             return None
         found: Document | None = self._messages.find_one(
-            self._key(session_id, agent_id, message_id, generation), _STORED_MESSAGE
+            message_key(session_id, agent_id, message_id, generation), _STORED_MESSAGE
         )
         return found
 
     def read_messages(self, session_id: str, agent_id: str, offset: int, limit: int | None) -> list[Document]:
         """A range on ``message_id`` from ``offset`` (sorted by the index when ``limit`` pages it)."""
-        was_known, _ = self._known.generation(session_id, agent_id)
-        generation = self._generation(session_id, agent_id)
+        was_known, _ = self._sessions.expected_generation(session_id, agent_id)
+        generation = self._sessions.generation_for(session_id, agent_id)
         query = {
             "session_id": session_id,
             "agent_id": agent_id,
@@ -129,15 +149,14 @@ class SplitLayout:
             found = list(self._messages.find(query, _STORED_MESSAGE).sort("message_id", ASCENDING).limit(limit))
         else:
             found = []
-        if not found and was_known:  # nothing found on what this repository remembered: is it still there?
-            self._known.forget(session_id)
-            self._generation(session_id, agent_id)
+        if not found and was_known:  # nothing found in the generation expected: is the session still there?
+            self._sessions.read_checked(session_id, {})
         return found
 
     def read_for_resume(self, session_id: str) -> Document | None:
         """Two reads: the session document, then every agent's messages from its offset in one query."""
         document = self._sessions.find(session_id)
-        if document is None or stored_layout(document) != self._sessions.layout:
+        if document is None or stored_layout(document) != "split":
             return document
         agents: dict[str, Document] = document.get("agents") or {}
         generation = document.get(GENERATION_FIELD)
@@ -164,10 +183,10 @@ class SplitLayout:
     def metrics_rows(self, session_id: str) -> list[Document]:
         """The session's agents and generation, then one aggregation over its messages."""
         agent_ids_of = {"$map": {"input": {"$objectToArray": {"$ifNull": ["$agents", {}]}}, "in": "$$this.k"}}
-        document = self._session(session_id, {GENERATION_FIELD: 1, "agent_ids": agent_ids_of})
+        document = self._sessions.read_checked(session_id, {"agent_ids": agent_ids_of})
         agent_ids = sorted(document["agent_ids"])
         pipeline: list[Document] = [
-            {"$match": {"session_id": session_id, GENERATION_FIELD: document.get(GENERATION_FIELD)}},
+            {"$match": message_owner(session_id, document.get(GENERATION_FIELD))},
             {"$project": {"agent_id": 1, "message": "$$ROOT"}},
             *metrics.totals_per_agent_stages(),
         ]
@@ -177,28 +196,7 @@ class SplitLayout:
     def delete_session(self, session_id: str) -> None:
         """Delete the session document (checking its layout and generation), then that generation's messages."""
         generation = self._sessions.delete(session_id)
-        self._messages.delete_many({"session_id": session_id, GENERATION_FIELD: generation})
-
-    def _generation(self, session_id: str, agent_id: str) -> Any:
-        """The session's generation, read (once) if this repository has not yet seen the agent."""
-        known, generation = self._known.generation(session_id, agent_id)
-        if known:
-            return generation
-        document = self._session(session_id, {GENERATION_FIELD: 1, f"agents.{agent_id}.agent_id": 1})
-        if agent_id not in (document.get("agents") or {}):
-            raise SessionNotFoundError(f"agent {agent_id!r} not found in session {session_id!r}")
-        self._known.remember(session_id, document.get(GENERATION_FIELD), [agent_id])
-        return document.get(GENERATION_FIELD)
-
-    def _session(self, session_id: str, projection: Document) -> Document:
-        """The session document (projected); raise if it is missing, in the other layout, or was replaced."""
-        fields = {**projection, LAYOUT_FIELD: 1, GENERATION_FIELD: 1}
-        found = list(self._sessions.collection.aggregate([{"$match": {"_id": session_id}}, {"$project": fields}]))
-        if not found:
-            raise SessionNotFoundError(f"session {session_id!r} not found")
-        document: Document = found[0]
-        self._sessions.check(session_id, stored_layout(document), document.get(GENERATION_FIELD))
-        return document
+        self._messages.delete_many(message_owner(session_id, generation))
 
     def _insert(self, session_id: str, document: Document) -> bool:
         """Insert ``document``; False if its key is taken."""
@@ -218,16 +216,12 @@ class SplitLayout:
         """Delete the message holding this key if an earlier generation of the session left it behind.
 
         Only on this refused path is the session's current generation read: if it is no longer
-        the one this repository wrote in, the session was deleted and created again meanwhile, and
+        the one this writer writes in, the session was deleted and created again meanwhile, and
         nothing may be written into (or removed from) the new one.
         """
-        self._session(session_id, {})  # raises if the session was replaced since ``generation`` was learnt
+        self._sessions.read_checked(session_id, {})  # raises if the session was replaced since
         key = {"session_id": session_id, "agent_id": agent_id, "message_id": message_id}
         return self._messages.delete_one({**key, GENERATION_FIELD: {"$ne": generation}}).deleted_count == 1
-
-    @staticmethod
-    def _key(session_id: str, agent_id: str, message_id: int, generation: Any) -> Document:
-        return {"session_id": session_id, "agent_id": agent_id, "message_id": message_id, GENERATION_FIELD: generation}
 
 
 def _message_id(message: Document) -> Any:

@@ -22,8 +22,7 @@ from pymongo import ReadPreference
 from pymongo.collection import Collection
 from pymongo.database import Database
 
-from ._documents import GENERATION_FIELD, Document
-from ._split_layout import default_messages_collection_name
+from ._schema import GENERATION_FIELD, Document, default_messages_collection_name
 from .errors import MongoDBSessionError
 
 OWNER_BATCH = 500

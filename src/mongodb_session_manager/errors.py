@@ -76,14 +76,42 @@ class LayoutMismatchError(MongoDBSessionError):
         )
 
 
-class InvalidIdentifierError(MongoDBSessionError, ValueError):
-    """An identifier or metadata key is unsafe to use as a MongoDB value or field name."""
+EXCERPT_CHARACTERS = 80
+"""How much of a refused value an error message quotes."""
+
+
+def excerpt(value: object) -> str:
+    """``repr(value)``, cut to :data:`EXCERPT_CHARACTERS` with the full length noted when longer."""
+    text = repr(value)
+    if len(text) <= EXCERPT_CHARACTERS:
+        return text
+    size = f"{len(value):,} characters" if isinstance(value, str) else f"{len(text):,} characters as repr"
+    return f"{text[:EXCERPT_CHARACTERS]}... ({size})"
+
+
+class InvalidArgumentError(MongoDBSessionError, ValueError):
+    """An argument was refused before anything was sent to MongoDB; ``field`` names it.
+
+    The message quotes at most a short excerpt of the value.
+    """
 
     def __init__(self, field: str, value: object, reason: str) -> None:
-        """Name the offending field, its value and why it was refused."""
+        """Name the offending field, an excerpt of its value and why it was refused."""
         self.field = field
         self.value = value
-        super().__init__(f"invalid {field} {value!r}: {reason}")
+        super().__init__(f"invalid {field} {excerpt(value)}: {reason}")
+
+
+class InvalidIdentifierError(InvalidArgumentError):
+    """An identifier, key or position is unsafe to use in a MongoDB filter or field path."""
+
+
+class UnstorableValueError(InvalidArgumentError, TypeError):
+    """A value cannot be stored as BSON (a set, an arbitrary object, an int of 64 bits or more, ...).
+
+    ``field`` is the path of the first such value, for example ``metadata.score`` or
+    ``state.items[2]``. Nothing was written.
+    """
 
 
 class ConnectionPoolConflictError(MongoDBSessionError):

@@ -27,10 +27,18 @@ from pymongo import ReplaceOne
 from pymongo.collection import Collection
 from pymongo.database import Database
 
-from ._documents import GENERATION_FIELD, Document
 from ._indexes import ensure_indexes
-from ._session_documents import LAYOUT_FIELD, REVISION_FIELD, layout_condition, stored_layout
-from ._split_layout import MESSAGE_INDEXES, default_messages_collection_name, split_message_document
+from ._schema import (
+    GENERATION_FIELD,
+    LAYOUT_FIELD,
+    REVISION_FIELD,
+    Document,
+    default_messages_collection_name,
+    layout_condition,
+    split_message_document,
+    stored_layout,
+)
+from ._split_layout import MESSAGE_INDEXES
 from .errors import InvalidIdentifierError, MongoDBSessionError
 from .validation import validate_field_name
 

@@ -53,10 +53,25 @@ DEFAULT_POOL_SETTINGS: dict[str, Any] = {
 }
 
 
+SECRET_OPTIONS = frozenset({"password", "authmechanismproperties", "tlscertificatekeyfilepassword"})
+"""Client options (lower-cased) whose values are credentials: never shown."""
+MASK = "***"
+
+
 def _canonical_names(settings: dict[str, Any]) -> dict[str, Any]:
     """Spell the default options as the defaults do (pymongo option names are case-insensitive)."""
     canonical = {name.lower(): name for name in DEFAULT_POOL_SETTINGS}
     return {canonical.get(name.lower(), name): value for name, value in settings.items()}
+
+
+def _comparable(settings: dict[str, Any]) -> dict[str, Any]:
+    """``settings`` keyed by lower-cased option name, as pymongo reads them."""
+    return {name.lower(): value for name, value in settings.items()}
+
+
+def masked_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """``settings`` safe to show: credential-bearing values replaced by ``***``."""
+    return {name: MASK if name.lower() in SECRET_OPTIONS else value for name, value in settings.items()}
 
 
 class _PoolEventCounter(ConnectionPoolListener):
@@ -165,7 +180,7 @@ class MongoDBConnectionPool:
                 cls._shared = _SharedClient.open(connection_string, wanted)
                 logger.info("opened shared MongoDB client (maxPoolSize=%s)", wanted["maxPoolSize"])
                 return cls._shared.acquired
-            if (shared.connection_string, shared.settings) != (connection_string, wanted):
+            if (shared.connection_string, _comparable(shared.settings)) != (connection_string, _comparable(wanted)):
                 raise ConnectionPoolConflictError(
                     "the shared MongoDB client is already open with other settings; release it everywhere "
                     "(or call MongoDBConnectionPool.close()) before opening it with new ones"
@@ -231,7 +246,7 @@ class MongoDBConnectionPool:
             if shared is None:
                 return {"open": False}
             counts = shared.events.counts()
-            settings = dict(shared.settings)
+            settings = masked_settings(shared.settings)
             users = shared.users
         open_connections = counts["created"] - counts["closed"]
         in_use = counts["checked_out"] - counts["checked_in"]

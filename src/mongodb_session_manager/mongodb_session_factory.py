@@ -12,8 +12,7 @@ from typing import Any
 from pymongo import MongoClient
 
 from ._client import open_or_borrow
-from ._layout import validate_layout
-from ._split_layout import default_messages_collection_name
+from ._schema import Layout, default_messages_collection_name, validate_layout
 from .errors import FactoryAlreadyInitializedError, FactoryNotInitializedError, MongoDBSessionError
 from .mongodb_connection_pool import MongoDBConnectionPool
 from .mongodb_session_manager import MongoDBSessionManager
@@ -38,7 +37,7 @@ class MongoDBSessionManagerFactory:
         collection_name: str = "sessions",
         client: MongoClient[Any] | None = None,
         *,
-        layout: str = "embedded",
+        layout: Layout = "embedded",
         messages_collection_name: str | None = None,
         **client_kwargs: Any,
     ) -> None:
@@ -124,7 +123,7 @@ def initialize_global_factory(
     collection_name: str = "sessions",
     client: MongoClient[Any] | None = None,
     *,
-    layout: str = "embedded",
+    layout: Layout = "embedded",
     messages_collection_name: str | None = None,
     **client_kwargs: Any,
 ) -> MongoDBSessionManagerFactory:

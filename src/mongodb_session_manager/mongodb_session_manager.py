@@ -2,18 +2,25 @@
 
 import logging
 import weakref
+from contextlib import AbstractContextManager, nullcontext
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pymongo import MongoClient
 from strands.session.repository_session_manager import RepositorySessionManager
 from strands.types.agent import LocalAgent
 from strands.types.content import Message
 
+from ._binding import SessionBinding, bound
+from ._schema import Layout
+from ._strands_internals import forget_agent_records, record_sync_baseline
 from .errors import StaleAgentError
 from .metrics import assistant_message_metrics
 from .mongodb_session_repository import MongoDBSessionRepository, agent_already_stored
 from .validation import validate_session_id
+
+if TYPE_CHECKING:
+    from strands.multiagent.base import MultiAgentBase
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +32,10 @@ class MongoDBSessionManager(RepositorySessionManager):
     ``event_loop_metrics`` field (tokens and latency of the model call that produced it), written
     in the same command as the message. Extra keyword arguments are ``MongoClient`` options,
     used only when the manager creates its own client from ``connection_string``.
+
+    Each Agent (and Graph or Swarm) is bound to the session as it was when it was initialised:
+    if the session is deleted, or deleted and created again under the same id, its later writes
+    raise ``SessionNotFoundError`` and never land in the new session. A new Agent starts afresh.
     """
 
     def __init__(
@@ -35,7 +46,7 @@ class MongoDBSessionManager(RepositorySessionManager):
         collection_name: str = "sessions",
         client: MongoClient[Any] | None = None,
         *,
-        layout: str = "embedded",
+        layout: Layout = "embedded",
         messages_collection_name: str | None = None,
         **kwargs: Any,
     ) -> None:
@@ -62,21 +73,25 @@ class MongoDBSessionManager(RepositorySessionManager):
         self.repository = repository
         self._stale_agents: weakref.WeakSet[LocalAgent] = weakref.WeakSet()
         self._agent_ids_gone_stale: set[str] = set()
+        self._agent_bindings: dict[str, SessionBinding] = {}
+        self._multi_agent_bindings: dict[str, SessionBinding] = {}
 
     def initialize(self, agent: LocalAgent, **kwargs: Any) -> None:
-        """Create or restore the agent, then record it as synced (it matches what is stored).
+        """Create or restore the agent, bind it to the session as it is now, and record it as synced.
 
-        Without the baseline, Strands' first sync of every new manager rewrites the agent's
+        Without the sync baseline, Strands' first sync of every new manager rewrites the agent's
         unchanged state: one wasted write per request in a web app that resumes per request.
         An agent id whose Agent went stale may be initialised again with a new Agent, which
         resumes from what is stored; the stale Agent stays refused.
         """
         if agent.agent_id in self._agent_ids_gone_stale:
             self._agent_ids_gone_stale.discard(agent.agent_id)
-            self._forget_agent(agent.agent_id)
-        super().initialize(agent, **kwargs)
-        with agent_already_stored():
-            super().sync_agent(agent)
+            forget_agent_records(self, agent.agent_id)
+        binding = SessionBinding(self.session_id)
+        with bound(binding):
+            super().initialize(agent, **kwargs)
+            record_sync_baseline(self, agent, writing_nothing=agent_already_stored())
+        self._agent_bindings[agent.agent_id] = binding
 
     def append_message(self, message: Message, agent: LocalAgent, **kwargs: Any) -> None:
         """Persist a message; assistant messages carry their model call's metrics in the same write.
@@ -92,7 +107,7 @@ class MongoDBSessionManager(RepositorySessionManager):
         recorded = assistant_message_metrics(message, agent)
         extra_fields = {"event_loop_metrics": recorded} if recorded is not None else {}
         try:
-            with self.repository.annotate_messages(**extra_fields):
+            with self._as_writer(agent), self.repository.annotate_messages(**extra_fields):
                 super().append_message(message, agent, **kwargs)
         except Exception:
             self._mark_stale(agent)
@@ -107,7 +122,8 @@ class MongoDBSessionManager(RepositorySessionManager):
                 agent.agent_id,
             )
             return
-        super().sync_agent(agent, **kwargs)
+        with self._as_writer(agent):
+            super().sync_agent(agent, **kwargs)
 
     def redact_latest_message(self, redact_message: Message, agent: LocalAgent, **kwargs: Any) -> None:
         """Rewrite the agent's latest message; refused for a stale Agent (it may be another writer's).
@@ -117,19 +133,33 @@ class MongoDBSessionManager(RepositorySessionManager):
         """
         self._refuse_if_stale(agent)
         try:
-            super().redact_latest_message(redact_message, agent, **kwargs)
+            with self._as_writer(agent):
+                super().redact_latest_message(redact_message, agent, **kwargs)
         except Exception:
             self._mark_stale(agent)
             raise
 
+    def initialize_multi_agent(self, source: "MultiAgentBase", **kwargs: Any) -> None:
+        """Create or restore the Graph or Swarm's state, binding it to the session as it is now."""
+        binding = SessionBinding(self.session_id)
+        with bound(binding):
+            super().initialize_multi_agent(source, **kwargs)
+        self._multi_agent_bindings[source.id] = binding
+
+    def sync_multi_agent(self, source: "MultiAgentBase", **kwargs: Any) -> None:
+        """Persist the Graph or Swarm's state into the session it was initialised against."""
+        binding = self._multi_agent_bindings.get(source.id)
+        with bound(binding) if binding is not None else nullcontext():
+            super().sync_multi_agent(source, **kwargs)
+
+    def _as_writer(self, agent: LocalAgent) -> AbstractContextManager[None]:
+        """Bind the repository calls in this block to the session ``agent`` was initialised against."""
+        binding = self._agent_bindings.get(agent.agent_id)
+        return bound(binding) if binding is not None else nullcontext()
+
     def _mark_stale(self, agent: LocalAgent) -> None:
         self._stale_agents.add(agent)
         self._agent_ids_gone_stale.add(agent.agent_id)
-
-    def _forget_agent(self, agent_id: str) -> None:
-        """Drop what Strands' manager recorded for ``agent_id``, so a new Agent can take the id over."""
-        for records in (self._latest_agent_message, self._last_synced_internal_state, self._held_records):
-            records.pop(agent_id, None)
 
     def _refuse_if_stale(self, agent: LocalAgent) -> None:
         if agent in self._stale_agents:
@@ -164,7 +194,7 @@ def create_mongodb_session_manager(
     collection_name: str = "sessions",
     client: MongoClient[Any] | None = None,
     *,
-    layout: str = "embedded",
+    layout: Layout = "embedded",
     messages_collection_name: str | None = None,
     **kwargs: Any,
 ) -> MongoDBSessionManager:

@@ -29,7 +29,7 @@ import logging
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
-from datetime import UTC, datetime
+from datetime import UTC
 from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -37,16 +37,13 @@ from bson.codec_options import CodecOptions
 from bson.raw_bson import RawBSONDocument
 from pymongo import MongoClient
 from pymongo.collection import Collection
-from pymongo.errors import DuplicateKeyError
 from strands.session.session_repository import SessionRepository
 from strands.types.session import Session, SessionAgent, SessionMessage
 
 from . import metrics
 from ._client import create_client, open_or_borrow
 from ._documents import (
-    GENERATION_FIELD,
     MESSAGE_FIELDS,
-    Document,
     agent_from_document,
     agent_state_fields,
     encoded,
@@ -55,15 +52,27 @@ from ._documents import (
     new_agent_document,
     new_session_document,
     now,
+    opens_turn,
     session_from_document,
 )
 from ._indexes import ensure_session_indexes
-from ._layout import MessageLayout, message_layout, validate_layout
+from ._layout import MessageLayout, message_layout
 from ._resume import ResumeSnapshots
-from ._session_documents import LAYOUT_FIELD, SessionDocuments, stored_layout
-from ._split_layout import default_messages_collection_name
-from .errors import InvalidIdentifierError, LayoutMismatchError, SessionNotFoundError
-from .validation import validate_field_name, validate_session_id
+from ._schema import (
+    GENERATION_FIELD,
+    LAYOUT_FIELD,
+    UPDATED_AT_FIELD,
+    Document,
+    Layout,
+    agent_path,
+    default_messages_collection_name,
+    multi_agent_path,
+    stored_layout,
+    validate_layout,
+)
+from ._session_documents import Expect, SessionDocuments
+from .errors import InvalidArgumentError, InvalidIdentifierError, SessionNotFoundError
+from .validation import validate_field_name, validate_non_negative_int, validate_session_id
 
 if TYPE_CHECKING:
     from strands.multiagent.base import MultiAgentBase
@@ -116,7 +125,7 @@ class MongoDBSessionRepository(SessionRepository):
         collection_name: str = "sessions",
         client: MongoClient[Any] | None = None,
         *,
-        layout: str = "embedded",
+        layout: Layout = "embedded",
         messages_collection_name: str | None = None,
         **client_kwargs: Any,
     ) -> None:
@@ -129,7 +138,7 @@ class MongoDBSessionRepository(SessionRepository):
             self._sessions = SessionDocuments(self._collection, validate_layout(layout))
             ensure_session_indexes(self._collection)
             messages = database[messages_collection_name or default_messages_collection_name(collection_name)]
-            self._layout: MessageLayout = message_layout(layout, self._sessions, messages)
+            self._layout: MessageLayout = message_layout(self._sessions.layout, self._sessions, messages)
         except BaseException:
             self.close()
             raise
@@ -145,7 +154,7 @@ class MongoDBSessionRepository(SessionRepository):
         return self._collection
 
     @property
-    def layout(self) -> str:
+    def layout(self) -> Layout:
         """Where messages are stored: ``"embedded"`` or ``"split"``."""
         return self._sessions.layout
 
@@ -185,16 +194,9 @@ class MongoDBSessionRepository(SessionRepository):
     def create_session(self, session: Session, **kwargs: Any) -> Session:
         """Create the session unless it exists; an existing one is left as it is (idempotent)."""
         session_id = validate_session_id(session.session_id)
-        insert_only = {**new_session_document(session), LAYOUT_FIELD: self.layout, "updated_at": now()}
-        try:
-            with self._snapshots.writing(session_id):
-                result = self._collection.update_one({"_id": session_id}, {"$setOnInsert": insert_only}, upsert=True)
-        except DuplicateKeyError:
-            # Two upserts raced to insert the same _id; the other one created it, which is all we want.
-            logger.debug("session_id=<%s> | concurrent creation, session already exists", session_id)
-            return session
-        if result.upserted_id is not None:
-            self._sessions.known.remember(session_id, insert_only[GENERATION_FIELD])
+        insert_only = {**new_session_document(session), LAYOUT_FIELD: self.layout, UPDATED_AT_FIELD: now()}
+        with self._snapshots.writing(session_id):
+            self._sessions.create(session_id, insert_only)
         return session
 
     def read_session(self, session_id: str, **kwargs: Any) -> Session | None:
@@ -204,9 +206,7 @@ class MongoDBSessionRepository(SessionRepository):
         document = self._layout.read_for_resume(session_id)
         if document is None:
             return None
-        if stored_layout(document) != self.layout:
-            raise LayoutMismatchError(session_id, stored_layout(document), self.layout)
-        self._sessions.known.remember(session_id, document.get(GENERATION_FIELD), document.get("agents") or {})
+        self._sessions.observe(session_id, stored_layout(document), document.get(GENERATION_FIELD))
         self._snapshots.keep(session_id, document, writes_before_read)
         return session_from_document(document)
 
@@ -223,23 +223,29 @@ class MongoDBSessionRepository(SessionRepository):
         validate_session_id(session_id)
         agent_id = validate_field_name(session_agent.agent_id, "agent_id")
         moment = now()
-        entry = encoded({**new_agent_document(session_agent, moment), **self._layout.new_agent_fields})
-        self._create_entry(session_id, f"agents.{agent_id}", entry, moment)
-        self._sessions.known.add_agent(session_id, agent_id)
+        entry = encoded({**new_agent_document(session_agent, moment), **self._layout.new_agent_fields}, "agent")
+        update = {"$set": {agent_path(agent_id): entry, UPDATED_AT_FIELD: moment}}
+        with self._snapshots.writing(session_id):
+            self._sessions.write(
+                session_id, update, added_bytes=len(entry.raw), expect=Expect.agent(agent_id, present=False)
+            )
 
     def read_agent(self, session_id: str, agent_id: str, **kwargs: Any) -> SessionAgent | None:
         """Read the agent (without its messages), or None if the session or agent does not exist."""
         validate_session_id(session_id)
         validate_field_name(agent_id, "agent_id")
-        answered, entry = self._snapshots.agent(session_id, agent_id)
+        answered, entry, generation = self._snapshots.agent(session_id, agent_id)
+        layout = self.layout
         if not answered:
-            path = f"agents.{agent_id}"
-            document = self._sessions.find(session_id, {f"{path}.{name}": 1 for name in AGENT_FIELDS})
-            entry = ((document or {}).get("agents") or {}).get(agent_id)
-        if not entry:
-            return None
-        self._sessions.known.add_agent(session_id, agent_id)
-        return agent_from_document(entry)
+            path = agent_path(agent_id)
+            projection = {**{f"{path}.{name}": 1 for name in AGENT_FIELDS}, GENERATION_FIELD: 1, LAYOUT_FIELD: 1}
+            document = self._sessions.find(session_id, projection)
+            if document is None:
+                return None
+            entry = (document.get("agents") or {}).get(agent_id)
+            layout, generation = stored_layout(document), document.get(GENERATION_FIELD)
+        self._sessions.observe(session_id, layout, generation, [agent_id] if entry else [])
+        return agent_from_document(entry) if entry else None
 
     def update_agent(self, session_id: str, session_agent: SessionAgent, **kwargs: Any) -> None:
         """Replace the agent's state, conversation-manager state and internal state."""
@@ -247,8 +253,8 @@ class MongoDBSessionRepository(SessionRepository):
         agent_id = validate_field_name(session_agent.agent_id, "agent_id")
         if _agent_already_stored.get():
             return
-        fields = encoded(agent_state_fields(session_agent))
-        self._update_entry(session_id, f"agents.{agent_id}", fields, f"agent {agent_id!r}")
+        fields = encoded(agent_state_fields(session_agent), "agent")
+        self._update_entry(session_id, agent_path(agent_id), fields, Expect.agent(agent_id))
 
     # Messages
 
@@ -256,16 +262,18 @@ class MongoDBSessionRepository(SessionRepository):
         """Append the message; a ``message_id`` the agent already has raises :class:`SessionConflictError`."""
         validate_session_id(session_id)
         validate_field_name(agent_id, "agent_id")
-        message_id = _validate_message_id(session_message.message_id)
-        entry = encoded(message_document(session_message, now(), _extra_message_fields.get()))
+        message_id = validate_non_negative_int(session_message.message_id, "message_id")
+        entry = encoded(message_document(session_message, now(), _extra_message_fields.get()), "")
         with self._snapshots.writing(session_id):
-            self._layout.create_message(session_id, agent_id, message_id, entry)
+            self._layout.create_message(
+                session_id, agent_id, message_id, entry, opens_turn=opens_turn(session_message.message)
+            )
 
     def read_message(self, session_id: str, agent_id: str, message_id: int, **kwargs: Any) -> SessionMessage | None:
         """Read one message, or None if the session, agent or message does not exist."""
         validate_session_id(session_id)
         validate_field_name(agent_id, "agent_id")
-        _validate_message_id(message_id)
+        validate_non_negative_int(message_id, "message_id")
         found = self._layout.read_message(session_id, agent_id, message_id)
         return message_from_document(found) if found else None
 
@@ -273,8 +281,8 @@ class MongoDBSessionRepository(SessionRepository):
         """Rewrite a stored message (Strands does this to redact it after a guardrail intervened)."""
         validate_session_id(session_id)
         validate_field_name(agent_id, "agent_id")
-        message_id = _validate_message_id(session_message.message_id)
-        body = encoded({"message": session_message.message, "redact_message": session_message.redact_message})
+        message_id = validate_non_negative_int(session_message.message_id, "message_id")
+        body = encoded({"message": session_message.message, "redact_message": session_message.redact_message}, "")
         with self._snapshots.writing(session_id):
             self._layout.update_message(session_id, agent_id, message_id, body)
 
@@ -284,10 +292,9 @@ class MongoDBSessionRepository(SessionRepository):
         """List the agent's messages from position ``offset``, at most ``limit`` of them."""
         validate_session_id(session_id)
         validate_field_name(agent_id, "agent_id")
-        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
-            raise ValueError(f"offset must be a non-negative int, not {offset!r}")
-        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
-            raise ValueError(f"limit must be None or a non-negative int, not {limit!r}")
+        validate_non_negative_int(offset, "offset")
+        if limit is not None:
+            validate_non_negative_int(limit, "limit")
         stored = self._snapshots.take_messages(session_id, agent_id, offset) if limit is None else None
         if stored is None:
             stored = self._layout.read_messages(session_id, agent_id, offset, limit)
@@ -306,16 +313,23 @@ class MongoDBSessionRepository(SessionRepository):
                 "state": multi_agent.serialize_state(),
                 "created_at": moment,
                 "updated_at": moment,
-            }
+            },
+            "multi_agent",
         )
-        self._create_entry(session_id, f"multi_agents.{multi_agent_id}", entry, moment)
+        update = {"$set": {multi_agent_path(multi_agent_id): entry, UPDATED_AT_FIELD: moment}}
+        with self._snapshots.writing(session_id):
+            self._sessions.write(
+                session_id,
+                update,
+                added_bytes=len(entry.raw),
+                expect=Expect.multi_agent(multi_agent_id, present=False),
+            )
 
     def read_multi_agent(self, session_id: str, multi_agent_id: str, **kwargs: Any) -> dict[str, Any] | None:
         """Read the multi-agent's serialized state, or None if it was never stored."""
         validate_session_id(session_id)
         validate_field_name(multi_agent_id, "multi_agent_id")
-        path = f"multi_agents.{multi_agent_id}"
-        document = self._sessions.find(session_id, {f"{path}.state": 1})
+        document = self._sessions.find(session_id, {f"{multi_agent_path(multi_agent_id)}.state": 1})
         entry = ((document or {}).get("multi_agents") or {}).get(multi_agent_id)
         state: dict[str, Any] | None = entry.get("state") if entry else None
         return state
@@ -324,39 +338,38 @@ class MongoDBSessionRepository(SessionRepository):
         """Replace the multi-agent's stored state with its current ``serialize_state()``."""
         validate_session_id(session_id)
         multi_agent_id = validate_field_name(multi_agent.id, "multi_agent_id")
-        fields = encoded({"state": multi_agent.serialize_state()})
-        self._update_entry(session_id, f"multi_agents.{multi_agent_id}", fields, f"multi-agent {multi_agent_id!r}")
+        fields = encoded({"state": multi_agent.serialize_state()}, "multi_agent")
+        self._update_entry(session_id, multi_agent_path(multi_agent_id), fields, Expect.multi_agent(multi_agent_id))
 
     # Metadata and metrics
 
     def update_metadata(self, session_id: str, metadata: Mapping[str, Any]) -> None:
         """Set the given metadata fields, keeping every other field as it is."""
         validate_session_id(session_id)
+        if not isinstance(metadata, Mapping):
+            reason = f"must be a mapping of keys to values, not {type(metadata).__name__}"
+            raise InvalidArgumentError("metadata", metadata, reason)
         for key in metadata:
             validate_field_name(key, "metadata key")
         if not metadata:
             self._sessions.probe(session_id)
             return
-        values = encoded(dict(metadata))
-        update = {"$set": {**{f"metadata.{key}": value for key, value in values.items()}, "updated_at": now()}}
+        values = encoded(metadata, "metadata")
+        update = {"$set": {**{f"metadata.{key}": value for key, value in values.items()}, UPDATED_AT_FIELD: now()}}
         with self._snapshots.writing(session_id):
-            if self._sessions.write(session_id, {}, update, added_bytes=len(values.raw)):
-                return
-            raise self._sessions.refusal(session_id, self._sessions.probe(session_id), len(values.raw))
+            self._sessions.write(session_id, update, added_bytes=len(values.raw))
 
     def delete_metadata(self, session_id: str, keys: Iterable[str]) -> None:
         """Remove the given metadata fields (missing ones are ignored)."""
         validate_session_id(session_id)
-        if isinstance(keys, str):
-            raise InvalidIdentifierError("metadata keys", keys, "pass a list of keys, not a single string")
+        if isinstance(keys, str | bytes | Mapping) or not isinstance(keys, Iterable):
+            raise InvalidIdentifierError("metadata keys", keys, "pass a list of keys")
         paths = {f"metadata.{validate_field_name(key, 'metadata key')}": "" for key in keys}
-        update: Document = {"$set": {"updated_at": now()}}
+        update: Document = {"$set": {UPDATED_AT_FIELD: now()}}
         if paths:
             update["$unset"] = paths
         with self._snapshots.writing(session_id):
-            if self._sessions.write(session_id, {}, update, added_bytes=0):
-                return
-            raise self._sessions.refusal(session_id, self._sessions.probe(session_id), 0)
+            self._sessions.write(session_id, update, added_bytes=0)
 
     def get_metadata(self, session_id: str) -> dict[str, Any]:
         """Return the session's metadata."""
@@ -377,35 +390,10 @@ class MongoDBSessionRepository(SessionRepository):
         validate_session_id(session_id)
         return metrics.summarise(session_id, self._layout.metrics_rows(session_id))
 
-    # Agent and multi-agent entries of the session document
-
-    def _create_entry(self, session_id: str, path: str, entry: RawBSONDocument, moment: datetime) -> None:
-        """Store ``entry`` at ``path`` (an agent or multi-agent) unless one is there: creation is idempotent."""
-        update = {"$set": {path: entry, "updated_at": moment}}
-        with self._snapshots.writing(session_id):
-            if self._sessions.write(session_id, {path: {"$exists": False}}, update, added_bytes=len(entry.raw)):
-                return
-            probe = self._sessions.probe(session_id, entry_path=path)
-        if probe.has_entry:
-            logger.debug("session_id=<%s> | %s already exists; left as it is", session_id, path)
-            return
-        raise self._sessions.refusal(session_id, probe, len(entry.raw))
-
-    def _update_entry(self, session_id: str, path: str, fields: RawBSONDocument, description: str) -> None:
+    def _update_entry(self, session_id: str, path: str, fields: RawBSONDocument, expect: Expect) -> None:
         """Set ``fields`` in the existing entry at ``path``; raise :class:`SessionNotFoundError` if there is none."""
         moment = now()
         values = {f"{path}.{name}": value for name, value in fields.items()}
-        update = {"$set": {**values, f"{path}.updated_at": moment, "updated_at": moment}}
+        update = {"$set": {**values, f"{path}.updated_at": moment, UPDATED_AT_FIELD: moment}}
         with self._snapshots.writing(session_id):
-            if self._sessions.write(session_id, {path: {"$exists": True}}, update, added_bytes=len(fields.raw)):
-                return
-            probe = self._sessions.probe(session_id, entry_path=path)
-        if not probe.has_entry:
-            raise SessionNotFoundError(f"{description} not found in session {session_id!r}")
-        raise self._sessions.refusal(session_id, probe, len(fields.raw))
-
-
-def _validate_message_id(message_id: Any) -> int:
-    if isinstance(message_id, bool) or not isinstance(message_id, int) or message_id < 0:
-        raise InvalidIdentifierError("message_id", message_id, "must be a non-negative int")
-    return message_id
+            self._sessions.write(session_id, update, added_bytes=len(fields.raw), expect=expect)

@@ -1,0 +1,73 @@
+"""What is stored where: the field names of session documents, the message layouts, message keys.
+
+Every module that builds a filter or an update on stored documents takes its names from here,
+so the stored shape (documented in the README) is written down once.
+"""
+
+from collections.abc import Mapping
+from typing import Any, Literal, cast, get_args
+
+Document = dict[str, Any]
+
+Layout = Literal["embedded", "split"]
+LAYOUTS: tuple[Layout, ...] = get_args(Layout)
+DEFAULT_LAYOUT: Layout = "embedded"
+
+GENERATION_FIELD = "generation"
+"""Session-document field telling this session apart from earlier ones that had the same id."""
+REVISION_FIELD = "revision"
+"""Session-document field every write increments, so a reader can tell whether it changed since."""
+LAYOUT_FIELD = "message_layout"
+"""Session-document field naming the layout its messages are stored in (absent: ``"embedded"``)."""
+UPDATED_AT_FIELD = "updated_at"
+"""Moved by every write to the session document."""
+
+
+def validate_layout(layout: object) -> Layout:
+    """Return ``layout`` if it names a layout; raise ``ValueError`` otherwise."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {', '.join(map(repr, LAYOUTS))}, not {layout!r}"[:200])
+    return layout
+
+
+def layout_condition(layout: Layout) -> Document:
+    """A filter matching the session documents stored in ``layout``."""
+    if layout == DEFAULT_LAYOUT:
+        return {LAYOUT_FIELD: {"$in": [None, DEFAULT_LAYOUT]}}
+    return {LAYOUT_FIELD: layout}
+
+
+def stored_layout(document: Mapping[str, Any]) -> Layout:
+    """The message layout a session document says it uses."""
+    layout = document.get(LAYOUT_FIELD) or DEFAULT_LAYOUT
+    return cast(Layout, layout)
+
+
+def agent_path(agent_id: str) -> str:
+    """The field path of an agent's entry in its session document (``agent_id`` validated first)."""
+    return f"agents.{agent_id}"
+
+
+def multi_agent_path(multi_agent_id: str) -> str:
+    """The field path of a multi-agent's entry in its session document (``multi_agent_id`` validated first)."""
+    return f"multi_agents.{multi_agent_id}"
+
+
+def default_messages_collection_name(collection_name: str) -> str:
+    """The default messages collection of the split layout, for the sessions in ``collection_name``."""
+    return f"{collection_name}_messages"
+
+
+def message_owner(session_id: Any, generation: Any) -> Document:
+    """A filter for every split-layout message of one session generation."""
+    return {"session_id": session_id, GENERATION_FIELD: generation}
+
+
+def message_key(session_id: Any, agent_id: str, message_id: int, generation: Any) -> Document:
+    """A filter for one split-layout message: its unique key plus the generation it belongs to."""
+    return {"session_id": session_id, "agent_id": agent_id, "message_id": message_id, GENERATION_FIELD: generation}
+
+
+def split_message_document(session_id: Any, agent_id: str, generation: Any, entry: Mapping[str, Any]) -> Document:
+    """A split-layout message document: its key and generation, then the entry the embedded layout would store."""
+    return {"session_id": session_id, "agent_id": agent_id, GENERATION_FIELD: generation, **entry}
