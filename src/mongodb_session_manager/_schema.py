@@ -63,9 +63,24 @@ def message_owner(session_id: Any, generation: Any) -> Document:
     return {"session_id": session_id, GENERATION_FIELD: generation}
 
 
+def message_slot(session_id: Any, agent_id: str, message_id: int) -> Document:
+    """The unique key of a split-layout message, whichever generation holds it."""
+    return {"session_id": session_id, "agent_id": agent_id, "message_id": message_id}
+
+
 def message_key(session_id: Any, agent_id: str, message_id: int, generation: Any) -> Document:
     """A filter for one split-layout message: its unique key plus the generation it belongs to."""
-    return {"session_id": session_id, "agent_id": agent_id, "message_id": message_id, GENERATION_FIELD: generation}
+    return {**message_slot(session_id, agent_id, message_id), GENERATION_FIELD: generation}
+
+
+def messages_from(session_id: Any, agent_id: str, offset: int, generation: Any) -> Document:
+    """A filter for an agent's split-layout messages of one generation, from position ``offset`` on."""
+    return {
+        "session_id": session_id,
+        "agent_id": agent_id,
+        "message_id": {"$gte": offset},
+        GENERATION_FIELD: generation,
+    }
 
 
 def split_message_document(session_id: Any, agent_id: str, generation: Any, entry: Mapping[str, Any]) -> Document:

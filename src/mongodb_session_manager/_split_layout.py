@@ -47,6 +47,8 @@ from ._schema import (
     Document,
     message_key,
     message_owner,
+    message_slot,
+    messages_from,
     split_message_document,
     stored_layout,
 )
@@ -137,12 +139,7 @@ class SplitLayout:
         """A range on ``message_id`` from ``offset`` (sorted by the index when ``limit`` pages it)."""
         was_known, _ = self._sessions.expected_generation(session_id, agent_id)
         generation = self._sessions.generation_for(session_id, agent_id)
-        query = {
-            "session_id": session_id,
-            "agent_id": agent_id,
-            "message_id": {"$gte": offset},
-            GENERATION_FIELD: generation,
-        }
+        query = messages_from(session_id, agent_id, offset, generation)
         if limit is None:
             found = sorted(self._messages.find(query, _STORED_MESSAGE, batch_size=ONE_BATCH), key=_message_id)
         elif limit > 0:
@@ -163,14 +160,7 @@ class SplitLayout:
         ranges = []
         for agent_id, entry in agents.items():
             entry["messages"] = []
-            ranges.append(
-                {
-                    "session_id": session_id,
-                    "agent_id": agent_id,
-                    "message_id": {"$gte": removed_message_count(entry)},
-                    GENERATION_FIELD: generation,
-                }
-            )
+            ranges.append(messages_from(session_id, agent_id, removed_message_count(entry), generation))
         if ranges:
             # One agent: a plain range on the index. Several: one indexed range per agent.
             query = ranges[0] if len(ranges) == 1 else {"$or": ranges}
@@ -220,8 +210,8 @@ class SplitLayout:
         nothing may be written into (or removed from) the new one.
         """
         self._sessions.read_checked(session_id, {})  # raises if the session was replaced since
-        key = {"session_id": session_id, "agent_id": agent_id, "message_id": message_id}
-        return self._messages.delete_one({**key, GENERATION_FIELD: {"$ne": generation}}).deleted_count == 1
+        slot = message_slot(session_id, agent_id, message_id)
+        return self._messages.delete_one({**slot, GENERATION_FIELD: {"$ne": generation}}).deleted_count == 1
 
 
 def _message_id(message: Document) -> Any:
