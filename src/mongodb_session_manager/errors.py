@@ -7,6 +7,9 @@ pymongo's own errors (timeouts, network failures) are never swallowed: they prop
 
 from strands.types.exceptions import SessionException
 
+MAX_QUOTED_CHARS = 80
+"""How much of a refused value an error message quotes."""
+
 
 class MongoDBSessionError(SessionException):
     """Base class of every error this library raises."""
@@ -80,10 +83,13 @@ class InvalidIdentifierError(MongoDBSessionError, ValueError):
     """An identifier or metadata key is unsafe to use as a MongoDB value or field name."""
 
     def __init__(self, field: str, value: object, reason: str) -> None:
-        """Name the offending field, its value and why it was refused."""
+        """Name the offending field, quote the start of its value and say why it was refused."""
         self.field = field
         self.value = value
-        super().__init__(f"invalid {field} {value!r}: {reason}")
+        shown = repr(value)
+        if len(shown) > MAX_QUOTED_CHARS:
+            shown = f"{shown[: MAX_QUOTED_CHARS - 3]}..."
+        super().__init__(f"invalid {field} {shown}: {reason}")
 
 
 class ConnectionPoolConflictError(MongoDBSessionError):
