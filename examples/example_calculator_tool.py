@@ -26,6 +26,7 @@ from strands_tools import calculator
 
 from mongodb_session_manager import create_mongodb_session_manager
 
+import failures
 import local_mongodb
 import model_provider
 from scripted_model import ToolCall, Turn, last_user_text
@@ -102,4 +103,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with failures.in_one_line():
+        main()

@@ -34,6 +34,7 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI
 
+import failures
 from chat_api import (
     ChatRequest,
     ConnectionMode,
@@ -91,4 +92,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with failures.in_one_line():
+        main()

@@ -64,6 +64,7 @@ from strands import Agent
 from mongodb_session_manager import MongoDBSessionManager
 from mongodb_session_manager.validation import validate_session_id
 
+import failures
 from chat_api import (
     ChatRequest,
     ConnectionMode,
@@ -213,4 +214,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with failures.in_one_line():
+        main()

@@ -43,6 +43,7 @@ from mongodb_session_manager import (
     initialize_global_factory,
 )
 
+import failures
 import local_mongodb
 import model_provider
 
@@ -155,4 +156,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with failures.in_one_line():
+        main()

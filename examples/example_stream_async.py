@@ -26,6 +26,7 @@ from strands import Agent
 
 from mongodb_session_manager import MongoDBSessionManager, create_mongodb_session_manager
 
+import failures
 import local_mongodb
 import model_provider
 from transcript import print_metrics_summary, text_of
@@ -104,4 +105,5 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    with failures.in_one_line():
+        asyncio.run(main())

@@ -11,7 +11,8 @@
 * ``ollama`` - a local Ollama server at ``$OLLAMA_HOST`` (default ``http://localhost:11434``),
   with ``uv run --extra ollama ...`` (``$OLLAMA_MODEL_ID`` optional, default ``llama3.1``).
 
-Without ``--provider``, setting ``$OPENAI_API_KEY`` or ``$OLLAMA_HOST`` is enough to choose that
+Provider names are case-insensitive (``--provider Bedrock``, ``MODEL_PROVIDER=OpenAI``). Without
+``--provider``, setting ``$OPENAI_API_KEY`` or ``$OLLAMA_HOST`` is enough to choose that
 provider. Bedrock is only used when asked for, since AWS credentials are often present for other reasons.
 """
 
@@ -21,15 +22,16 @@ from collections.abc import Iterable
 
 from strands.models.model import Model
 
+from failures import ExampleError
 from scripted_model import Responder, ScriptedModel, Turn, echo_responder
 
 PROVIDERS = ("scripted", "bedrock", "openai", "ollama")
 
 
 def configured_provider() -> str:
-    """The provider the environment asks for."""
+    """The provider the environment asks for, in lower case."""
     if provider := os.environ.get("MODEL_PROVIDER"):
-        return provider
+        return provider.strip().lower()
     if os.environ.get("OPENAI_API_KEY"):
         return "openai"
     if os.environ.get("OLLAMA_HOST"):
@@ -41,9 +43,10 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """Add ``--provider`` (default from the environment, see this module's docstring)."""
     default = configured_provider()
     if default not in PROVIDERS:
-        parser.error(f"MODEL_PROVIDER={default!r}: choose one of {', '.join(PROVIDERS)}")
+        raise ExampleError(f"MODEL_PROVIDER={default!r} is not a provider: choose one of {', '.join(PROVIDERS)}")
     parser.add_argument(
         "--provider",
+        type=str.lower,
         choices=PROVIDERS,
         default=default,
         help="model provider (default: $MODEL_PROVIDER, else openai if $OPENAI_API_KEY, "
@@ -65,7 +68,7 @@ def build_model(
     try:
         return _provider_model(provider)
     except ImportError as error:
-        raise SystemExit(
+        raise ExampleError(
             f"the {provider!r} provider needs its package ({error.name}): run with `uv run --extra {provider} ...`, "
             "or pass --provider scripted"
         ) from error
@@ -83,9 +86,12 @@ def _provider_model(provider: str) -> Model:
     if provider == "openai":
         from strands.models.openai import OpenAIModel
 
+        api_key = os.environ.get("OPENAI_API_KEY")
+        if not api_key:
+            raise ExampleError("the openai provider needs an API key: set OPENAI_API_KEY, or pass --provider scripted")
         model_id = os.environ.get("OPENAI_MODEL_ID", "gpt-4o-mini")
         print(f"Model: OpenAI {model_id}")
-        return OpenAIModel(client_args={"api_key": os.environ.get("OPENAI_API_KEY")}, model_id=model_id)
+        return OpenAIModel(client_args={"api_key": api_key}, model_id=model_id)
     if provider == "ollama":
         from strands.models.ollama import OllamaModel
 

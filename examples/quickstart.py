@@ -13,6 +13,7 @@ it was given.
 
     uv run python examples/quickstart.py            # run it twice: the second run continues
     uv run python examples/quickstart.py --in-memory
+    uv run python examples/quickstart.py --layout split --session-id split-demo   # one document per message
     MONGODB_URI=mongodb://localhost:27017 uv run python examples/quickstart.py --session-id demo
     uv run python examples/quickstart.py --provider bedrock   # a real model (see model_provider.py)
 """
@@ -26,6 +27,7 @@ from strands.types.content import Messages
 
 from mongodb_session_manager import create_mongodb_session_manager
 
+import failures
 import local_mongodb
 import model_provider
 from scripted_model import ToolCall, Turn
@@ -49,6 +51,12 @@ def count_from_history(messages: Messages) -> Turn:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     local_mongodb.add_session_id_argument(parser, "quickstart")
+    parser.add_argument(
+        "--layout",
+        choices=("embedded", "split"),
+        default="embedded",
+        help="where the messages are stored: in the session document (default) or one document each",
+    )
     local_mongodb.add_mongodb_arguments(parser, "quickstart")
     model_provider.add_model_arguments(parser)
     args = parser.parse_args()
@@ -58,8 +66,10 @@ def main() -> None:
         args.provider, [ToolCall("add", {"a": 19, "b": 23}), "19 + 23 = 42."], fallback=count_from_history
     )
     with local_mongodb.mongodb_uri(args) as uri:
-        print(f"Session {args.session_id!r} in database {args.database!r}\n")
-        manager = create_mongodb_session_manager(args.session_id, connection_string=uri, database_name=args.database)
+        print(f"Session {args.session_id!r} in database {args.database!r}, {args.layout} layout\n")
+        manager = create_mongodb_session_manager(
+            args.session_id, connection_string=uri, database_name=args.database, layout=args.layout
+        )
         agent = Agent(model=model, tools=[add], session_manager=manager, callback_handler=None)
         runs = (agent.state.get("runs") or 0) + 1
         agent.state.set("runs", runs)
@@ -74,7 +84,7 @@ def main() -> None:
 
         print("\nA new manager and a new Agent with the same session id restore everything from MongoDB:")
         with create_mongodb_session_manager(
-            args.session_id, connection_string=uri, database_name=args.database
+            args.session_id, connection_string=uri, database_name=args.database, layout=args.layout
         ) as manager:
             restored = Agent(model=model, tools=[add], session_manager=manager, callback_handler=None)
             print_messages(restored.messages, last=12)
@@ -82,9 +92,14 @@ def main() -> None:
 
             print()
             print_metrics_summary(manager.get_metrics_summary())
-            document = manager.repository.collection.find_one({"_id": args.session_id})
+            sessions = manager.repository.collection
+            document = sessions.find_one({"_id": args.session_id})
+            messages = sessions.database[f"{sessions.name}_messages"]
+            apart = messages.count_documents({"session_id": args.session_id}) if args.layout == "split" else 0
         print("\nShape of the stored session document:")
         print(pformat(shape(document), sort_dicts=False, width=110))
+        if apart:
+            print(f"Its messages are {apart} documents of their own, in the {messages.name!r} collection.")
 
     if args.uri:
         print(f"\nRun again to continue session {args.session_id!r}; --session-id NAME starts another one.")
@@ -95,4 +110,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with failures.in_one_line():
+        main()

@@ -11,7 +11,7 @@ import re
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -136,6 +136,32 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 NOT_OFFLINE = ("MODEL_PROVIDER", "OPENAI_API_KEY", "OLLAMA_HOST", "SESSION_ID", "MONGODB_DATABASE", "MONGODB_DATA_DIR")
 
 
+def run_example_process(
+    name: str, *args: str, uri: str | None, env: Mapping[str, str | None] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run ``examples/<name>.py``: ``MONGODB_URI`` = ``uri`` (``None``: unset), other variables changed by ``env``.
+
+    ``None`` in ``env`` unsets the variable. None of the variables that would pick a real model, a session id,
+    database or data folder are passed on.
+    """
+    environment = {key: value for key, value in os.environ.items() if key not in (*NOT_OFFLINE, "MONGODB_URI")}
+    if uri is not None:
+        environment["MONGODB_URI"] = uri
+    for key, value in (env or {}).items():
+        if value is None:
+            environment.pop(key, None)
+        else:
+            environment[key] = value
+    return subprocess.run(
+        [sys.executable, str(EXAMPLES / f"{name}.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=environment,
+        check=False,
+    )
+
+
 @pytest.fixture
 def run_example(mongodb_uri: str) -> Callable[..., str]:
     """Run ``examples/<name>.py`` offline in a subprocess and return its stdout: ``run_example("quickstart")``.
@@ -145,18 +171,27 @@ def run_example(mongodb_uri: str) -> Callable[..., str]:
     """
 
     def run(name: str, *args: str, uri: str | None = mongodb_uri) -> str:
-        env = {key: value for key, value in os.environ.items() if key not in (*NOT_OFFLINE, "MONGODB_URI")}
-        if uri is not None:
-            env["MONGODB_URI"] = uri
-        result = subprocess.run(
-            [sys.executable, str(EXAMPLES / f"{name}.py"), *args],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env=env,
-            check=False,
-        )
+        result = run_example_process(name, *args, uri=uri)
         assert result.returncode == 0, f"{name} failed:\n{result.stdout}\n{result.stderr}"
         return result.stdout
+
+    return run
+
+
+@pytest.fixture
+def run_failing_example(mongodb_uri: str) -> Callable[..., str]:
+    """Run an example that must fail; assert it exits 1 with one line on stderr, no traceback; return that line.
+
+    Takes ``run_example_process``'s arguments; ``uri`` defaults to the test server.
+    """
+
+    def run(name: str, *args: str, uri: str | None = mongodb_uri, **kwargs: Any) -> str:
+        result = run_example_process(name, *args, uri=uri, **kwargs)
+        output = f"{name} exited with {result.returncode}:\n{result.stdout}\n{result.stderr}"
+        assert result.returncode == 1, output
+        assert "Traceback" not in result.stderr, output
+        assert len(result.stderr.splitlines()) == 1, output
+        assert result.stderr.startswith("error: "), output
+        return result.stderr.strip()
 
     return run

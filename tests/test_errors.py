@@ -38,3 +38,9 @@ def test_invalid_identifier_error_names_the_field() -> None:
     assert error.field == "agent_id"
     assert error.value == "a.b"
     assert str(error).startswith("invalid agent_id 'a.b'")
+
+
+def test_invalid_identifier_error_quotes_only_the_start_of_a_long_value() -> None:
+    error = errors.InvalidIdentifierError("session_id", "x" * 300, "must be at most 256 characters")
+    assert error.value == "x" * 300
+    assert str(error) == f"invalid session_id '{'x' * 79}... (300 characters): must be at most 256 characters"

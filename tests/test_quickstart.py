@@ -68,3 +68,19 @@ def test_a_second_run_on_disk_continues_the_first_conversation(run_example: Call
     answers = [m["content"][0].get("text") for m in messages_of(document) if m["role"] == "assistant"]
     assert answers[2].startswith("You have sent me 2 messages")
     assert answers[5].startswith("You have sent me 4 messages")
+
+
+def test_quickstart_in_the_split_layout_stores_one_document_per_message(
+    run_example: Callable[..., str], database_name: str, mongo_db: Database[dict[str, Any]]
+) -> None:
+    out = run_example("quickstart", "--database", database_name, "--layout", "split")
+
+    assert f"Session 'quickstart' in database {database_name!r}, split layout" in out
+    assert "You have sent me 2 messages so far (5 messages in all" in out
+    assert "Its messages are 6 documents of their own, in the 'sessions_messages' collection." in out
+    document = mongo_db["sessions"].find_one({"_id": "quickstart"})
+    assert document is not None
+    assert document["message_layout"] == "split"
+    assert "messages" not in document["agents"]["default"]
+    stored = mongo_db["sessions_messages"].find({"session_id": "quickstart"}).sort("message_id", 1)
+    assert [s["message"]["role"] for s in stored] == ["user", "assistant", "user", "assistant", "user", "assistant"]
