@@ -9,13 +9,18 @@ from typing import Any
 
 import bson
 import pytest
-from pymongo import MongoClient
+from pymongo import MongoClient, monitoring
 from strands import Agent
 from strands.agent.conversation_manager import SlidingWindowConversationManager
 from strands.types.content import Message
 from strands.types.session import SessionMessage
 
-from mongodb_session_manager import MongoDBSessionManager, MongoDBSessionRepository
+from mongodb_session_manager import (
+    MongoDBSessionManager,
+    MongoDBSessionManagerFactory,
+    MongoDBSessionRepository,
+    create_mongodb_session_manager,
+)
 from mongodb_session_manager._documents import message_document, now
 from mongodb_session_manager._schema import split_message_document
 
@@ -296,3 +301,57 @@ def test_split_metrics_summary_is_summed_by_the_server(
     assert sums.reply_bytes is not None
     assert sums.reply_bytes < 2_000 < messages_bytes // 10  # totals came back, not the messages
     assert summary["totals"]["model_calls"] == 20
+
+
+# -- the per-conversation pattern costs what the factory costs ------------------------------------
+
+
+class ConnectionsOpened(monitoring.ConnectionPoolListener):
+    """Counts the connections pymongo opens (``ConnectionCreatedEvent``)."""
+
+    def __init__(self) -> None:
+        self.created = 0
+
+    def connection_created(self, event: monitoring.ConnectionCreatedEvent) -> None:
+        self.created += 1
+
+    def pool_created(self, event: monitoring.PoolCreatedEvent) -> None: ...
+    def pool_ready(self, event: monitoring.PoolReadyEvent) -> None: ...
+    def pool_cleared(self, event: monitoring.PoolClearedEvent) -> None: ...
+    def pool_closed(self, event: monitoring.PoolClosedEvent) -> None: ...
+    def connection_ready(self, event: monitoring.ConnectionReadyEvent) -> None: ...
+    def connection_closed(self, event: monitoring.ConnectionClosedEvent) -> None: ...
+    def connection_check_out_started(self, event: monitoring.ConnectionCheckOutStartedEvent) -> None: ...
+    def connection_check_out_failed(self, event: monitoring.ConnectionCheckOutFailedEvent) -> None: ...
+    def connection_checked_out(self, event: monitoring.ConnectionCheckedOutEvent) -> None: ...
+    def connection_checked_in(self, event: monitoring.ConnectionCheckedInEvent) -> None: ...
+
+
+def test_a_per_conversation_manager_costs_what_a_factory_manager_costs(
+    mongodb_uri: str, database_name: str, layout: str
+) -> None:
+    counter, connections = CommandCounter(), ConnectionsOpened()
+    options: dict[str, Any] = {"database_name": database_name, "layout": layout}
+    listeners = {"event_listeners": [counter, connections]}
+
+    def converse(manager: MongoDBSessionManager, prompt: str) -> None:
+        with manager:
+            Agent(model=ScriptedModel(["answer"]), session_manager=manager, callback_handler=None)(prompt)
+
+    # The first manager in the process opens the shared client and creates the indexes.
+    converse(create_mongodb_session_manager("s1", connection_string=mongodb_uri, **options, **listeners), "first")
+
+    counter.reset()
+    opened_before = connections.created
+    converse(create_mongodb_session_manager("s1", connection_string=mongodb_uri, **options, **listeners), "second")
+    per_conversation = counter.names()
+    opened = connections.created - opened_before
+
+    factory = MongoDBSessionManagerFactory(connection_string=mongodb_uri, **options, **listeners)
+    counter.reset()
+    converse(factory.create_session_manager("s1"), "third")
+    factory.close()
+
+    assert per_conversation == counter.names() == EXPECTED[layout]["request per turn"]
+    assert "createIndexes" not in per_conversation
+    assert opened == 0

@@ -14,7 +14,6 @@ from mongodb_session_manager import errors
         (errors.StaleAgentError, None),
         (errors.SessionTooLargeError, None),
         (errors.InvalidIdentifierError, ValueError),
-        (errors.ConnectionPoolConflictError, None),
         (errors.FactoryNotInitializedError, RuntimeError),
         (errors.FactoryAlreadyInitializedError, RuntimeError),
     ],
@@ -43,4 +42,4 @@ def test_invalid_identifier_error_names_the_field() -> None:
 def test_invalid_identifier_error_quotes_only_the_start_of_a_long_value() -> None:
     error = errors.InvalidIdentifierError("session_id", "x" * 300, "must be at most 256 characters")
     assert error.value == "x" * 300
-    assert str(error) == f"invalid session_id '{'x' * 79}... (300 characters): must be at most 256 characters"
+    assert str(error) == f"invalid session_id '{'x' * 63}... (300 characters): must be at most 256 characters"

@@ -35,14 +35,13 @@ from mongodb_session_manager import (
     initialize_global_factory,
 )
 from mongodb_session_manager.errors import (
-    ConnectionPoolConflictError,
     FactoryAlreadyInitializedError,
     FactoryNotInitializedError,
     MongoDBSessionError,
 )
 from mongodb_session_manager.mongodb_connection_pool import masked_settings
 
-from command_counter import CommandCounter
+from command_counter import HANDSHAKE_COMMANDS, CommandCounter
 from helpers import run_in_threads
 from scripted_model import ScriptedModel
 from stored_sessions import StoredSessions
@@ -59,8 +58,14 @@ def new_client(uri: str, **kwargs: Any) -> Client:
     return MongoClient(uri, serverSelectionTimeoutMS=5000, **kwargs)
 
 
-def stats() -> dict[str, Any]:
-    return MongoDBConnectionPool.get_pool_stats()
+@pytest.fixture(autouse=True)
+def _closed_by_the_last_release(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Here a client nobody holds is closed at once, so that each test can see when it is (see the idle tests)."""
+    monkeypatch.setattr(MongoDBConnectionPool, "idle_close_seconds", 0)
+
+
+def stats(client: Client | None = None) -> dict[str, Any]:
+    return MongoDBConnectionPool.get_pool_stats(client)
 
 
 def stored_texts(db: Database[dict[str, Any]], session_id: str, agent_id: str = "default") -> list[tuple[str, str]]:
@@ -129,28 +134,34 @@ def test_acquire_from_16_threads_shares_one_client_and_last_release_closes_it(
     assert not MongoDBConnectionPool.is_open()
 
 
-def test_acquire_with_other_settings_raises_and_leaves_the_open_client_alone(
+def test_acquire_with_other_settings_opens_another_shared_client_and_leaves_the_first_alone(
     mongodb_uri: str, database_name: str
 ) -> None:
     client = MongoDBConnectionPool.acquire(mongodb_uri, maxPoolSize=20)
 
-    with pytest.raises(ConnectionPoolConflictError):
-        MongoDBConnectionPool.acquire(mongodb_uri, maxPoolSize=21)
-    with pytest.raises(ConnectionPoolConflictError):
-        MongoDBConnectionPool.acquire(mongodb_uri.rstrip("/") + "/?appname=other", maxPoolSize=20)
-    with pytest.raises(ConnectionPoolConflictError):
-        MongoDBSessionManagerFactory(connection_string=mongodb_uri, database_name=database_name, maxPoolSize=5)
+    bigger = MongoDBConnectionPool.acquire(mongodb_uri, maxPoolSize=21)
+    named = MongoDBConnectionPool.acquire(mongodb_uri.rstrip("/") + "/?appname=other", maxPoolSize=20)
+    factory = MongoDBSessionManagerFactory(connection_string=mongodb_uri, database_name=database_name, maxPoolSize=5)
 
-    assert MongoDBConnectionPool.get_client() is client
-    assert stats()["users"] == 1
-    assert stats()["settings"]["maxPoolSize"] == 20
+    assert len({id(client), id(bigger), id(named), id(factory.client)}) == 4
+    assert MongoDBConnectionPool.open_clients() == 4
+    assert [stats(c)["settings"]["maxPoolSize"] for c in (client, bigger, named, factory.client)] == [20, 21, 20, 5]
+    assert bigger.options.pool_options.max_pool_size == 21
+
+    # Same settings, explicit or defaulted, in the URI or as keywords, in any case: the same client.
+    assert MongoDBConnectionPool.acquire(mongodb_uri, maxPoolSize=20, retryWrites=True) is client
+    assert MongoDBConnectionPool.acquire(mongodb_uri.rstrip("/") + "/?maxpoolsize=20&retryWrites=true") is client
+    assert stats(client)["users"] == 3
+
+    for other in (bigger, named):
+        MongoDBConnectionPool.release(other)
+    factory.close()
+    assert MongoDBConnectionPool.open_clients() == 1
     assert client.admin.command("ping")["ok"] == 1
     client[database_name]["items"].insert_one({"_id": "still-open"})
     assert client[database_name]["items"].find_one({"_id": "still-open"}) == {"_id": "still-open"}
-
-    # Same settings, explicit or defaulted, share the client.
-    assert MongoDBConnectionPool.acquire(mongodb_uri, maxPoolSize=20, retryWrites=True) is client
-    assert stats()["users"] == 2
+    with pytest.raises(InvalidOperation):
+        bigger.admin.command("ping")
 
 
 def test_pool_cannot_be_instantiated() -> None:
@@ -582,19 +593,28 @@ def test_factory_connection_stats(mongodb_uri: str, mongo_client: Client, databa
     assert closed["pool"] == {"open": False}
 
 
-def test_create_mongodb_session_manager_owns_its_client(
+def test_per_conversation_managers_share_one_client_and_the_last_close_closes_it(
     mongodb_uri: str, mongo_db: Database[dict[str, Any]], database_name: str
 ) -> None:
     manager = create_mongodb_session_manager("own", connection_string=mongodb_uri, database_name=database_name)
     assert isinstance(manager, MongoDBSessionManager)
     assert manager.repository.owns_client
     assert manager.repository.client.options.pool_options.driver.name == LIBRARY_NAME
-    assert not MongoDBConnectionPool.is_open()  # it does not use the shared pool
-
     assert run_turn(manager, "hello") == "hi"
     assert stored_texts(mongo_db, "own") == [("user", "hello"), ("assistant", "hi")]
 
+    second = create_mongodb_session_manager("two", connection_string=mongodb_uri, database_name=database_name)
+    factory = MongoDBSessionManagerFactory(connection_string=mongodb_uri, database_name=database_name)
+    assert second.repository.client is manager.repository.client is factory.client
+    assert stats()["users"] == 3
+
     manager.close()
+    manager.close()  # giving the client back twice counts once
+    second.close()
+    assert stats()["users"] == 1
+    assert run_turn(factory.create_session_manager("three"), "still open") == "hi"
+    factory.close()
+    assert not MongoDBConnectionPool.is_open()
     with pytest.raises(InvalidOperation):
         manager.repository.collection.find_one({"_id": "own"})
 
@@ -604,7 +624,7 @@ def test_create_mongodb_session_manager_owns_its_client(
 
 def test_failed_acquire_does_not_poison_the_pool(mongodb_uri: str, database_name: str) -> None:
     # Was: acquire() published the shared entry before MongoClient() ran, so a refused option left the
-    # pool "open" with no client, and every later acquire raised ConnectionPoolConflictError.
+    # pool "open" with no client.
     with pytest.raises(ConfigurationError, match="Unknown option"):
         MongoDBConnectionPool.acquire(mongodb_uri, maxPoolSizee=10)  # a typo: pymongo refuses the option
     with pytest.raises(ConfigurationError, match="Unknown option"):
@@ -688,28 +708,25 @@ def test_fork_while_another_thread_creates_indexes_does_not_deadlock_the_child(
     assert exit_code == 0, f"child exit code {exit_code} (-{int(signal.SIGALRM)} = deadlocked, killed by SIGALRM)"
 
 
-def test_index_cache_belongs_to_each_client(
+def test_indexes_are_created_once_per_deployment_whichever_client_comes_first(
     mongodb_uri: str, counting_client: tuple[Client, CommandCounter], database_name: str
 ) -> None:
-    # Was: a WeakKeyDictionary keyed by MongoClient, which compares (and hashes) by seed list, so every
-    # client to the same server shared one entry, owned by whichever client came first; when that one
-    # was collected the entry vanished and live clients re-sent createIndexes (seen as a stray
-    # createIndexes among a factory's managers in test_twenty_managers_cost_only_session_reads_and_creations).
-    gc.collect()
+    # Was: a record per client (id(client)), so every per-conversation client re-sent createIndexes.
     client, counter = counting_client
-    other = new_client(mongodb_uri)  # a distinct client to the same server: `other == client` for pymongo
-    assert other == client
-    MongoDBSessionRepository(client=other, database_name=database_name)
+    first_counter = CommandCounter()
+    first = new_client(mongodb_uri, event_listeners=[first_counter])  # another client to the same server
+    MongoDBSessionRepository(client=first, database_name=database_name)
     MongoDBSessionRepository(client=client, database_name=database_name)
-    sent_on_first_use = counter.count("createIndexes")
+    MongoDBSessionManager("s1", connection_string=mongodb_uri, database_name=database_name).close()
 
-    other.close()
-    del other
-    gc.collect()
+    first.close()
+    del first
+    gc.collect()  # the record outlives the client that made it
     MongoDBSessionRepository(client=client, database_name=database_name)
+    MongoDBSessionRepository(client=client, database_name=database_name, layout="split")  # other indexes
 
-    # Once per (client, database, collection): `client` sends it on first use and never again.
-    assert (sent_on_first_use, counter.count("createIndexes")) == (1, 1)
+    assert first_counter.count("createIndexes") == 1
+    assert counter.names(excluding={*HANDSHAKE_COMMANDS}) == ["createIndexes"]  # the split layout's messages
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork()")
@@ -805,3 +822,30 @@ def test_credential_bearing_options_are_masked() -> None:
         "tlsCertificateKeyFilePassword": "***",
         "maxPoolSize": 5,
     }
+
+
+def test_a_client_nobody_holds_waits_for_the_next_user_then_closes(
+    mongodb_uri: str, database_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(MongoDBConnectionPool, "idle_close_seconds", 0.2)
+    first = create_mongodb_session_manager("s1", connection_string=mongodb_uri, database_name=database_name)
+    client = first.repository.client
+    first.close()
+    assert stats(client)["users"] == 0
+    second = create_mongodb_session_manager("s1", connection_string=mongodb_uri, database_name=database_name)
+    assert second.repository.client is client  # the next conversation found it open
+    assert run_turn(second, "hello") == "hi"
+    second.close()
+
+    closed = threading.Event()
+    really_close = client.close
+
+    def close_and_tell() -> None:
+        really_close()
+        closed.set()
+
+    assert MongoDBConnectionPool.acquire(mongodb_uri) is client
+    client.close = close_and_tell  # type: ignore[method-assign]
+    MongoDBConnectionPool.release(client)
+    assert closed.wait(timeout=30)  # closed by its idle timer, nobody having taken it meanwhile
+    assert not MongoDBConnectionPool.is_open()

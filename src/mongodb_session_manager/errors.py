@@ -76,7 +76,7 @@ class LayoutMismatchError(MongoDBSessionError):
         )
 
 
-EXCERPT_CHARACTERS = 80
+EXCERPT_CHARACTERS = 64
 """How much of a refused value an error message quotes."""
 
 
@@ -112,10 +112,6 @@ class UnstorableValueError(InvalidArgumentError, TypeError):
     ``field`` is the path of the first such value, for example ``metadata.score`` or
     ``state.items[2]``. Nothing was written.
     """
-
-
-class ConnectionPoolConflictError(MongoDBSessionError):
-    """The shared connection pool is already open with different settings."""
 
 
 class FactoryNotInitializedError(MongoDBSessionError, RuntimeError):

@@ -92,7 +92,7 @@ class MongoDBSessionManagerFactory:
         """Pool figures (for a pooled factory) plus how many managers this factory created."""
         with self._lock:
             managers_created = self._managers_created
-        pool = MongoDBConnectionPool.get_pool_stats() if self._pooled else {"borrowed_client": True}
+        pool = MongoDBConnectionPool.get_pool_stats(self._client) if self._pooled else {"borrowed_client": True}
         return {
             "closed": self._closed,
             "database_name": self.database_name,

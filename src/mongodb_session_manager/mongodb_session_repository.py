@@ -41,7 +41,7 @@ from strands.session.session_repository import SessionRepository
 from strands.types.session import Session, SessionAgent, SessionMessage
 
 from . import metrics
-from ._client import create_client, open_or_borrow
+from ._client import open_or_borrow
 from ._documents import (
     MESSAGE_FIELDS,
     agent_from_document,
@@ -72,6 +72,7 @@ from ._schema import (
 )
 from ._session_documents import Expect, SessionDocuments
 from .errors import InvalidArgumentError, InvalidIdentifierError, SessionNotFoundError
+from .mongodb_connection_pool import MongoDBConnectionPool
 from .validation import validate_field_name, validate_non_negative_int, validate_session_id
 
 if TYPE_CHECKING:
@@ -111,7 +112,9 @@ class MongoDBSessionRepository(SessionRepository):
     """Stores Strands sessions, agents, messages and multi-agent state in MongoDB.
 
     Pass ``client`` to borrow a ``MongoClient`` (it is never closed here), or a
-    ``connection_string`` (plus any ``MongoClient`` options) to own one that :meth:`close` closes.
+    ``connection_string`` (plus any ``MongoClient`` options) to use the process-wide client shared
+    by every user of that deployment and those options (:class:`MongoDBConnectionPool`); :meth:`close`
+    gives it back, and the last user to do so closes it.
     ``layout`` says where messages live: ``"embedded"`` (default) in the session document,
     ``"split"`` one document each in ``messages_collection_name`` (default
     ``<collection_name>_messages``). A session stored in the other layout raises
@@ -130,7 +133,10 @@ class MongoDBSessionRepository(SessionRepository):
         **client_kwargs: Any,
     ) -> None:
         """Connect (or borrow ``client``) and make sure the indexes exist."""
-        self._client, self._owns_client = open_or_borrow(connection_string, client, client_kwargs, create_client)
+        self._client, self._owns_client = open_or_borrow(
+            connection_string, client, client_kwargs, MongoDBConnectionPool.acquire
+        )
+        self._closed = False
         database = self._client.get_database(database_name, codec_options=CodecOptions(tz_aware=True, tzinfo=UTC))
         self._collection: Collection[Document] = database[collection_name]
         self._snapshots = ResumeSnapshots()
@@ -160,13 +166,14 @@ class MongoDBSessionRepository(SessionRepository):
 
     @property
     def owns_client(self) -> bool:
-        """Whether :meth:`close` closes the client (True when this repository created it)."""
+        """Whether :meth:`close` gives the client back to the shared pool (True unless it was borrowed)."""
         return self._owns_client
 
     def close(self) -> None:
-        """Close the client if this repository owns it; a borrowed client is left open."""
-        if self._owns_client:
-            self._client.close()
+        """Give a shared client back (the last user closes it); a borrowed client is left open. Idempotent."""
+        if self._owns_client and not self._closed:
+            self._closed = True
+            MongoDBConnectionPool.release(self._client)
 
     def __enter__(self) -> "MongoDBSessionRepository":
         """Use the repository as a context manager that closes it on exit."""
