@@ -48,7 +48,10 @@ def converse(client: MongoClient[Any], database_name: str, session_id: str, turn
 
 
 def run_together(count: int, work: Callable[[int], Any]) -> tuple[list[Any], list[BaseException]]:
-    """Run ``work(i)`` in ``count`` threads released at the same instant; collect results and errors."""
+    """Run ``work(i)`` in ``count`` threads released at the same instant; collect results and errors.
+
+    Results come in the order the threads finished. Fails if a thread is still running after a minute.
+    """
     barrier = threading.Barrier(count)
     results: list[Any] = []
     errors: list[BaseException] = []
@@ -70,6 +73,7 @@ def run_together(count: int, work: Callable[[int], Any]) -> tuple[list[Any], lis
         thread.start()
     for thread in threads:
         thread.join(timeout=60)
+    assert not any(thread.is_alive() for thread in threads), "a thread is still running"
     return results, errors
 
 

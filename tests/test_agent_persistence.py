@@ -1,14 +1,17 @@
 """A real ``strands.Agent`` persisting through ``MongoDBSessionManager`` and resuming from it."""
 
+import contextlib
 import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+from pymongo.errors import AutoReconnect
 from strands import Agent
 from strands.agent.conversation_manager import SlidingWindowConversationManager
 
 from mongodb_session_manager import MongoDBSessionManager, MongoDBSessionRepository, _resume
+from mongodb_session_manager.errors import StaleAgentError
 
 from command_counter import CommandCounter
 from helpers import add, texts
@@ -178,6 +181,28 @@ def test_guardrail_redaction_is_persisted(new_manager: NewManager, stored: Store
     resumed = Agent(model=ScriptedModel([]), session_manager=new_manager("s1"), callback_handler=None)
     assert texts(resumed.messages)[0] == "[User input redacted.]"
     assert "4111" not in str(resumed.messages)
+
+
+def test_an_agent_whose_redaction_failed_goes_stale(new_manager: NewManager) -> None:
+    manager = new_manager("s1")
+    model = ScriptedModel.echo([Reply("I cannot help with that.", redact_user_input="[User input redacted.]")])
+    agent = Agent(model=model, session_manager=manager, callback_handler=None)
+    real_update = manager.repository.update_message
+    calls = {"n": 0}
+
+    def network_blip(*args: Any, **kwargs: Any) -> None:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise AutoReconnect("connection reset while redacting")
+        real_update(*args, **kwargs)
+
+    manager.repository.update_message = network_blip  # type: ignore[method-assign]
+    with contextlib.suppress(Exception):
+        agent("my card number is 4111 1111 1111 1111")
+    assert calls["n"] == 1
+
+    with pytest.raises(StaleAgentError):
+        agent("next question")  # carrying on would bury the unredacted input under new messages
 
 
 async def test_stream_async_persists_the_streamed_turn(new_manager: NewManager, stored: StoredSessions) -> None:

@@ -2,6 +2,7 @@
 
 These counts do not depend on the machine, so they are asserted exactly where the design fixes
 them. Reads are commands that fetch data (find, aggregate, getMore); writes are everything else.
+Every test runs once per layout (the ``layout`` fixture) and looks its budget up in a per-layout table.
 """
 
 from collections.abc import Callable
@@ -10,6 +11,7 @@ from typing import Any
 import bson
 import pytest
 from pymongo import MongoClient, monitoring
+from pymongo.database import Database
 from strands import Agent
 from strands.agent.conversation_manager import SlidingWindowConversationManager
 from strands.types.content import Message
@@ -25,20 +27,26 @@ from mongodb_session_manager._documents import message_document, now
 from mongodb_session_manager._schema import split_message_document
 
 from command_counter import CommandCounter
-from helpers import add
+from helpers import add, texts
 from multi_agent_stand_in import FixedState
 from scripted_model import ScriptedModel, ToolCall
+from stored_sessions import MESSAGES, SESSIONS, StoredSessions
 
 READS = {"find", "aggregate", "getMore", "count", "countDocuments", "distinct"}
 Counting = tuple[MongoClient[dict[str, Any]], CommandCounter]
+Db = Database[dict[str, Any]]
 
 
-def text_message(index: int) -> Message:
+def numbered_message(index: int) -> Message:
+    """A Strands message ``message {index}``: from the user at even indexes, the assistant at odd ones."""
     return {"role": "user" if index % 2 == 0 else "assistant", "content": [{"text": f"message {index}"}]}
 
 
-def managers(counting_client: Counting, database_name: str, layout: str) -> Callable[[str], MongoDBSessionManager]:
-    """Make managers of ``layout`` on the counting client; the indexes are created first, outside the counts."""
+@pytest.fixture
+def layout_manager_on(
+    counting_client: Counting, database_name: str, layout: str
+) -> Callable[[str], MongoDBSessionManager]:
+    """Make managers of this test's layout on the counting client; the indexes are created first, outside the counts."""
     client, _ = counting_client
     MongoDBSessionRepository(client=client, database_name=database_name, layout=layout)
 
@@ -46,23 +54,6 @@ def managers(counting_client: Counting, database_name: str, layout: str) -> Call
         return MongoDBSessionManager(session_id, client=client, database_name=database_name, layout=layout)
 
     return make
-
-
-@pytest.fixture
-def manager_on(counting_client: Counting, database_name: str) -> Callable[[str], MongoDBSessionManager]:
-    return managers(counting_client, database_name, "embedded")
-
-
-@pytest.fixture
-def split_manager_on(counting_client: Counting, database_name: str) -> Callable[[str], MongoDBSessionManager]:
-    return managers(counting_client, database_name, "split")
-
-
-@pytest.fixture
-def layout_manager_on(
-    counting_client: Counting, database_name: str, layout: str
-) -> Callable[[str], MongoDBSessionManager]:
-    return managers(counting_client, database_name, layout)
 
 
 EXPECTED: dict[str, dict[str, list[str]]] = {
@@ -77,6 +68,10 @@ EXPECTED: dict[str, dict[str, list[str]]] = {
         "trimming turn": ["findAndModify"] * 3,
         # four messages (user, toolUse, toolResult, answer) plus one agent state sync
         "tool turn": ["findAndModify"] * 5,
+        # the whole session document, with all 1000 messages, in one read
+        "resume 1000 messages": ["aggregate"],
+        # the manager's session read, then the summary
+        "metrics summary": ["aggregate", "aggregate"],
     },
     "split": {
         # read_session (no session document, so no messages read), create_session (upsert), create_agent
@@ -89,8 +84,51 @@ EXPECTED: dict[str, dict[str, list[str]]] = {
         "trimming turn": ["insert", "findAndModify", "insert", "findAndModify"],
         # user (+ session check), toolUse, toolResult, (agent state sync), answer
         "tool turn": ["insert", "findAndModify", "insert", "insert", "findAndModify", "insert"],
+        # the session document, then every agent's messages in one reply
+        "resume 1000 messages": ["find", "find"],
+        # the manager's session read (the session document, then its messages), then the session's agent ids
+        # and the sums over its messages
+        "metrics summary": ["find", "find", "aggregate", "aggregate"],
     },
 }
+
+REPOSITORY_CALLS: dict[str, dict[str, list[str]]] = {
+    # every call is one command, even on a repository's first use of the session
+    "embedded": {
+        "update_message (first use)": ["findAndModify"],
+        "update_metadata (first use)": ["findAndModify"],
+        "update_metadata": ["findAndModify"],
+        "delete_metadata": ["findAndModify"],
+        "get_metadata": ["find"],
+        "update_message": ["findAndModify"],
+        "create_multi_agent": ["findAndModify"],
+        "update_multi_agent": ["findAndModify"],
+        "read_multi_agent": ["find"],
+        "list_messages page": ["find"],
+        "get_metrics_summary": ["aggregate"],
+        "delete_session": ["findAndModify"],
+    },
+    "split": {
+        # a repository that has not seen the agent yet reads the session document once, on first use
+        "update_message (first use)": ["aggregate", "update"],
+        "update_metadata (first use)": ["findAndModify"],
+        "update_metadata": ["findAndModify"],
+        "delete_metadata": ["findAndModify"],
+        "get_metadata": ["find"],
+        "update_message": ["update"],
+        "create_multi_agent": ["findAndModify"],
+        "update_multi_agent": ["findAndModify"],
+        "read_multi_agent": ["find"],
+        "list_messages page": ["find"],
+        # the session's agent ids, then the sums over its messages
+        "get_metrics_summary": ["aggregate", "aggregate"],
+        # the session document (checking layout and generation), then that generation's messages
+        "delete_session": ["findAndModify", "delete"],
+    },
+}
+
+MESSAGES_LIVE_IN = {"embedded": SESSIONS, "split": MESSAGES}
+"""The collection holding a layout's messages: the session documents, or one document per message."""
 
 
 def test_new_session(counting_client: Counting, layout_manager_on: Any, layout: str) -> None:
@@ -154,40 +192,51 @@ def test_tool_turn_writes_each_message_and_one_state_sync(
     assert not READS & set(names), names
 
 
-def test_resume_of_1000_messages_is_one_round_trip(
-    counting_client: Counting, manager_on: Any, mongo_client: Any, database_name: str
-) -> None:
-    client, counter = counting_client
-    agent = Agent(model=ScriptedModel.echo(), session_manager=manager_on("s1"), callback_handler=None)
-    agent("seed")
-    history = [message_document(SessionMessage.from_message(text_message(i), i), now(), {}) for i in range(2, 1000)]
-    mongo_client[database_name]["sessions"].update_one(
-        {"_id": "s1"}, {"$push": {"agents.default.messages": {"$each": history}}}
+def store_history(database: Db, layout: str, message_ids: range) -> None:
+    """Store ``numbered_message(i)`` for each of ``message_ids`` as agent ``default``'s in session ``s1``, directly."""
+    entries = [message_document(SessionMessage.from_message(numbered_message(i), i), now(), {}) for i in message_ids]
+    if layout == "embedded":
+        database[SESSIONS].update_one({"_id": "s1"}, {"$push": {"agents.default.messages": {"$each": entries}}})
+        return
+    session = database[SESSIONS].find_one({"_id": "s1"})
+    assert session is not None
+    database[MESSAGES].insert_many(
+        [split_message_document("s1", "default", session["generation"], entry) for entry in entries]
     )
 
+
+def test_resume_of_1000_messages_is_one_read_per_collection(
+    counting_client: Counting, layout_manager_on: Any, mongo_db: Db, stored: StoredSessions, layout: str
+) -> None:
+    _, counter = counting_client
+    Agent(model=ScriptedModel.echo(), session_manager=layout_manager_on("s1"), callback_handler=None)("seed")
+    store_history(mongo_db, layout, range(2, 1000))
+    stored_bytes = stored.total_bytes("s1")  # the session document, plus its message documents (split)
+
     counter.reset()
-    resumed = Agent(model=ScriptedModel.echo(), session_manager=manager_on("s1"), callback_handler=None)
+    resumed = Agent(model=ScriptedModel.echo(), session_manager=layout_manager_on("s1"), callback_handler=None)
     assert len(resumed.messages) == 1000
-    [command] = counter.commands()
-    assert command.name == "aggregate"
-    document_bytes = client[database_name].command(
-        "aggregate", "sessions", pipeline=[{"$project": {"size": {"$bsonSize": "$$ROOT"}}}], cursor={}
-    )["cursor"]["firstBatch"][0]["size"]
-    assert command.reply_bytes is not None
-    assert command.reply_bytes < document_bytes * 1.1
+    assert texts(resumed.messages) == ["seed", "echo: seed", *(f"message {i}" for i in range(2, 1000))]
+    commands = counter.commands()
+    assert [command.name for command in commands] == EXPECTED[layout]["resume 1000 messages"]
+    assert all(command.reply_bytes is not None for command in commands)
+    assert sum(command.reply_bytes or 0 for command in commands) < stored_bytes * 1.1
 
 
-def test_every_repository_write_is_one_command(counting_client: Counting, database_name: str) -> None:
+def test_repository_operations_cost(counting_client: Counting, database_name: str, layout: str) -> None:
     client, counter = counting_client
-    repository = MongoDBSessionRepository(client=client, database_name=database_name)
-    manager = MongoDBSessionManager("s1", client=client, database_name=database_name)
+    repository = MongoDBSessionRepository(client=client, database_name=database_name, layout=layout)
+    fresh = MongoDBSessionRepository(client=client, database_name=database_name, layout=layout)
+    manager = MongoDBSessionManager("s1", client=client, database_name=database_name, layout=layout)
     agent = Agent(model=ScriptedModel(["hi"]), session_manager=manager, callback_handler=None)
     agent("hello")
     graph_like = FixedState("g1")
 
-    redacted = SessionMessage.from_message(text_message(0), 0)
+    redacted = SessionMessage.from_message(numbered_message(0), 0)
     redacted.redact_message = {"role": "user", "content": [{"text": "[redacted]"}]}
     calls: dict[str, Callable[[], object]] = {
+        "update_message (first use)": lambda: repository.update_message("s1", "default", redacted),
+        "update_metadata (first use)": lambda: fresh.update_metadata("s1", {"c": 3}),
         "update_metadata": lambda: repository.update_metadata("s1", {"a": 1, "b": 2}),
         "delete_metadata": lambda: repository.delete_metadata("s1", ["a"]),
         "get_metadata": lambda: repository.get_metadata("s1"),
@@ -195,109 +244,31 @@ def test_every_repository_write_is_one_command(counting_client: Counting, databa
         "create_multi_agent": lambda: repository.create_multi_agent("s1", graph_like),  # type: ignore[arg-type]
         "update_multi_agent": lambda: repository.update_multi_agent("s1", graph_like),  # type: ignore[arg-type]
         "read_multi_agent": lambda: repository.read_multi_agent("s1", "g1"),
+        "list_messages page": lambda: repository.list_messages("s1", "default", offset=1, limit=1),
         "get_metrics_summary": lambda: repository.get_metrics_summary("s1"),
         "delete_session": lambda: repository.delete_session("s1"),
     }
+    assert list(calls) == list(REPOSITORY_CALLS[layout])
     for name, call in calls.items():
         counter.reset()
         call()
-        assert len(counter.names()) == 1, (name, counter.names())
+        assert counter.names() == REPOSITORY_CALLS[layout][name], name
 
 
 def test_metrics_summary_is_summed_by_the_server(
-    counting_client: Counting, manager_on: Any, mongo_client: Any, database_name: str
+    counting_client: Counting, layout_manager_on: Any, mongo_db: Db, layout: str
 ) -> None:
     _, counter = counting_client
-    agent = Agent(model=ScriptedModel.echo(), session_manager=manager_on("s1"), callback_handler=None)
+    agent = Agent(model=ScriptedModel.echo(), session_manager=layout_manager_on("s1"), callback_handler=None)
     for turn in range(20):
         agent(f"question {turn} " + "padding " * 200)
-    document_bytes = len(bson.encode(mongo_client[database_name]["sessions"].find_one({"_id": "s1"})))
+    messages_bytes = sum(len(bson.encode(document)) for document in mongo_db[MESSAGES_LIVE_IN[layout]].find())
 
     counter.reset()
-    summary = manager_on("s1").get_metrics_summary()
-    [read, command] = counter.commands()  # the manager's session read, then the summary
-    assert (read.name, command.name) == ("aggregate", "aggregate")
-    assert command.reply_bytes is not None
-    assert command.reply_bytes < 2_000 < document_bytes // 10  # totals came back, not the messages
-    assert summary["totals"]["model_calls"] == 20
-
-
-# -- split layout: one document per message -----------------------------------------------------
-
-
-def test_split_resume_of_1000_messages_is_two_reads(
-    counting_client: Counting, split_manager_on: Any, mongo_client: Any, database_name: str
-) -> None:
-    _, counter = counting_client
-    Agent(model=ScriptedModel.echo(), session_manager=split_manager_on("s1"), callback_handler=None)("seed")
-    session = mongo_client[database_name]["sessions"].find_one({"_id": "s1"})
-    history = [
-        split_message_document(
-            "s1",
-            "default",
-            session["generation"],
-            message_document(SessionMessage.from_message(text_message(i), i), now(), {}),
-        )
-        for i in range(2, 1000)
-    ]
-    mongo_client[database_name]["sessions_messages"].insert_many(history)
-
-    counter.reset()
-    resumed = Agent(model=ScriptedModel.echo(), session_manager=split_manager_on("s1"), callback_handler=None)
-    assert len(resumed.messages) == 1000
-    assert [m["content"][0]["text"] for m in resumed.messages[2:4]] == ["message 2", "message 3"]
-    # the session document, then every agent's messages in one reply
-    assert counter.names() == ["find", "find"]
-
-
-def test_split_repository_operations_cost(counting_client: Counting, database_name: str) -> None:
-    client, counter = counting_client
-    repository = MongoDBSessionRepository(client=client, database_name=database_name, layout="split")
-    manager = MongoDBSessionManager("s1", client=client, database_name=database_name, layout="split")
-    agent = Agent(model=ScriptedModel(["hi"]), session_manager=manager, callback_handler=None)
-    agent("hello")
-    graph_like = FixedState("g1")
-
-    redacted = SessionMessage.from_message(text_message(0), 0)
-    redacted.redact_message = {"role": "user", "content": [{"text": "[redacted]"}]}
-    # a repository that has not seen the agent yet reads the session document once, on first use
-    counter.reset()
-    repository.update_message("s1", "default", redacted)
-    assert counter.names() == ["aggregate", "update"]
-    calls: dict[str, tuple[Callable[[], object], list[str]]] = {
-        "update_metadata": (lambda: repository.update_metadata("s1", {"a": 1, "b": 2}), ["findAndModify"]),
-        "delete_metadata": (lambda: repository.delete_metadata("s1", ["a"]), ["findAndModify"]),
-        "get_metadata": (lambda: repository.get_metadata("s1"), ["find"]),
-        "update_message": (lambda: repository.update_message("s1", "default", redacted), ["update"]),
-        "create_multi_agent": (lambda: repository.create_multi_agent("s1", graph_like), ["findAndModify"]),  # type: ignore[arg-type]
-        "update_multi_agent": (lambda: repository.update_multi_agent("s1", graph_like), ["findAndModify"]),  # type: ignore[arg-type]
-        "read_multi_agent": (lambda: repository.read_multi_agent("s1", "g1"), ["find"]),
-        "list_messages page": (lambda: repository.list_messages("s1", "default", offset=1, limit=1), ["find"]),
-        # the session's agent ids, then the sums over its messages
-        "get_metrics_summary": (lambda: repository.get_metrics_summary("s1"), ["aggregate", "aggregate"]),
-        # the session document (checking layout and generation), then that generation's messages
-        "delete_session": (lambda: repository.delete_session("s1"), ["findAndModify", "delete"]),
-    }
-    for name, (call, expected) in calls.items():
-        counter.reset()
-        call()
-        assert counter.names() == expected, name
-
-
-def test_split_metrics_summary_is_summed_by_the_server(
-    counting_client: Counting, split_manager_on: Any, mongo_client: Any, database_name: str
-) -> None:
-    _, counter = counting_client
-    agent = Agent(model=ScriptedModel.echo(), session_manager=split_manager_on("s1"), callback_handler=None)
-    for turn in range(20):
-        agent(f"question {turn} " + "padding " * 200)
-    messages_bytes = sum(len(bson.encode(m)) for m in mongo_client[database_name]["sessions_messages"].find())
-
-    manager = split_manager_on("s1")
-    counter.reset()
-    summary = manager.get_metrics_summary()
-    agent_ids, sums = counter.commands()
-    assert (agent_ids.name, sums.name) == ("aggregate", "aggregate")
+    summary = layout_manager_on("s1").get_metrics_summary()
+    commands = counter.commands()
+    assert [command.name for command in commands] == EXPECTED[layout]["metrics summary"]
+    sums = commands[-1]
     assert sums.reply_bytes is not None
     assert sums.reply_bytes < 2_000 < messages_bytes // 10  # totals came back, not the messages
     assert summary["totals"]["model_calls"] == 20

@@ -5,6 +5,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+import bson
 import pytest
 from pymongo.database import Database
 from strands import Agent
@@ -15,9 +16,9 @@ from mongodb_session_manager import MongoDBSessionManager, MongoDBSessionReposit
 from mongodb_session_manager._session_documents import MAX_DOCUMENT_BYTES
 from mongodb_session_manager.errors import SessionConflictError, SessionTooLargeError, StaleAgentError
 
-from helpers import run_together, text_message
+from helpers import run_together, session_with_agent, text_message
 from scripted_model import ScriptedModel
-from stored_sessions import StoredSessions
+from stored_sessions import SESSIONS, StoredSessions
 
 Db = Database[dict[str, Any]]
 THREADS = 8
@@ -26,8 +27,7 @@ THREADS = 8
 def test_same_message_id_from_two_writers_only_one_wins(
     repository: MongoDBSessionRepository, mongo_client: Any, database_name: str, stored: StoredSessions, layout: str
 ) -> None:
-    repository.create_session(Session(session_id="s1", session_type=SessionType.AGENT))
-    repository.create_agent("s1", SessionAgent(agent_id="a1", state={}, conversation_manager_state={}))
+    session_with_agent(repository)
 
     def append(index: int) -> int:
         own = MongoDBSessionRepository(client=mongo_client, database_name=database_name, layout=layout)
@@ -89,8 +89,7 @@ def test_concurrent_first_requests_for_a_new_session_all_succeed(
 def test_write_that_would_pass_16_mib_is_refused_before_it_happens(
     repository: MongoDBSessionRepository, mongo_db: Db, caplog: pytest.LogCaptureFixture
 ) -> None:
-    repository.create_session(Session(session_id="big", session_type=SessionType.AGENT))
-    repository.create_agent("big", SessionAgent(agent_id="a1", state={}, conversation_manager_state={}))
+    session_with_agent(repository, "big")
     one_mib = "x" * (1024 * 1024)
     written = 0
     refused: SessionTooLargeError | None = None
@@ -127,8 +126,7 @@ def test_write_that_would_pass_16_mib_is_refused_before_it_happens(
 def test_single_message_larger_than_the_limit_is_refused(
     repository: MongoDBSessionRepository, mongo_db: Db, stored: StoredSessions
 ) -> None:
-    repository.create_session(Session(session_id="s1", session_type=SessionType.AGENT))
-    repository.create_agent("s1", SessionAgent(agent_id="a1", state={}, conversation_manager_state={}))
+    session_with_agent(repository)
     before = stored.everything()
     with pytest.raises(SessionTooLargeError, match="'s1'"):
         repository.create_message("s1", "a1", text_message(0, "y" * (17 * 1024 * 1024)))
@@ -139,6 +137,24 @@ def test_single_message_larger_than_the_limit_is_refused(
     document = mongo_db["sessions"].find_one({"_id": "s1"})
     assert document is not None
     assert document["metadata"] == {}
+
+
+@pytest.mark.parametrize("layout", ["embedded"], indirect=True)  # the split layout resumes from message documents
+def test_embedded_resume_document_of_a_full_session_stays_under_16_mib(
+    repository: MongoDBSessionRepository, mongo_db: Db
+) -> None:
+    repository.create_session(Session("s1", SessionType.AGENT))
+    for number in range(100):  # e.g. a Swarm
+        repository.create_agent(
+            "s1", SessionAgent(agent_id=f"agent{number:03d}", state={}, conversation_manager_state={})
+        )
+    size = len(bson.encode(mongo_db[SESSIONS].find_one({"_id": "s1"})))
+    repository.create_message("s1", "agent000", text_message(0, "q" * (MAX_DOCUMENT_BYTES - size - 1024 - 200)))
+
+    resumed = repository._layout.read_for_resume("s1")  # what mongod would have to send back
+    assert resumed is not None
+    resumed_size = len(bson.encode(resumed))
+    assert resumed_size <= MAX_DOCUMENT_BYTES
 
 
 TURNS = 10
@@ -154,7 +170,6 @@ def test_eight_writers_take_ten_turns_each_on_one_agent(
 ) -> None:
     """Eight processes' worth of managers and Agents share one conversation; none of them can corrupt it."""
     new_manager("shared")  # the session exists before the writers start
-    barrier = threading.Barrier(THREADS)
     lock = threading.Lock()
     completed: list[str] = []  # the prompt of every turn that returned normally
     conflicted: list[str] = []  # the prompt of every turn refused with SessionConflictError
@@ -164,9 +179,7 @@ def test_eight_writers_take_ten_turns_each_on_one_agent(
     def new_agent() -> Agent:
         return Agent(model=ScriptedModel.echo(), session_manager=new_manager("shared"), callback_handler=None)
 
-    def writer(index: int) -> None:
-        agent = new_agent()  # every writer resumes the same (empty) conversation ...
-        barrier.wait()  # ... so all of them race for message 0 at once
+    def writer(index: int, agent: Agent) -> None:
         for turn in range(TURNS):
             prompt = f"writer {index} turn {turn}"
             try:
@@ -193,12 +206,11 @@ def test_eight_writers_take_ten_turns_each_on_one_agent(
                 with lock:
                     completed.append(prompt)
 
-    threads = [threading.Thread(target=writer, args=(index,)) for index in range(THREADS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    assert not any(thread.is_alive() for thread in threads)
+    # every writer resumes the same (empty) conversation, so all of them race for message 0 at once
+    agents, errors = run_together(THREADS, lambda _: new_agent())
+    assert errors == []
+    _, errors = run_together(THREADS, lambda index: writer(index, agents[index]))
+    assert errors == []
 
     assert unexpected == []
     assert len(completed) + len(conflicted) == THREADS * TURNS

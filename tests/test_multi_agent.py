@@ -22,6 +22,7 @@ from mongodb_session_manager import MongoDBSessionManager, MongoDBSessionReposit
 from mongodb_session_manager.errors import InvalidIdentifierError, SessionNotFoundError
 
 from command_counter import HANDSHAKE_COMMANDS, CommandCounter
+from helpers import texts
 from multi_agent_stand_in import FixedState
 from scripted_model import Raise, ScriptedModel, ToolCall
 
@@ -87,7 +88,7 @@ def crash_swarm(new_manager: NewManager, session_id: str) -> None:
 
 
 def prompt_text(messages: list[dict[str, Any]]) -> str:
-    return "\n".join(block["text"] for message in messages for block in message["content"] if "text" in block)
+    return "\n".join(texts(messages))
 
 
 # -- Graph ------------------------------------------------------------------------------------

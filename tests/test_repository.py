@@ -1,19 +1,22 @@
 """The repository contract, checked against the documents it leaves in MongoDB."""
 
+import contextlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from pymongo import MongoClient
 from pymongo.database import Database
 from strands.types.session import Session, SessionAgent, SessionMessage, SessionType
 
 from mongodb_session_manager import MongoDBSessionRepository
-from mongodb_session_manager.errors import MongoDBSessionError, SessionNotFoundError
+from mongodb_session_manager.errors import LayoutMismatchError, MongoDBSessionError, SessionNotFoundError
 
-from helpers import text_message
-from stored_sessions import MESSAGES, StoredSessions
+from helpers import session_with_agent, text_message
+from stored_sessions import MESSAGES, StoredSessions, everything
 
 Db = Database[dict[str, Any]]
+Client = MongoClient[dict[str, Any]]
 
 
 def new_session(repository: MongoDBSessionRepository, session_id: str = "s1") -> Session:
@@ -298,6 +301,21 @@ class TestMetadata:
         with pytest.raises(SessionNotFoundError):
             repository.get_metadata("nope")
         assert mongo_db["sessions"].count_documents({}) == 0
+
+    @pytest.mark.parametrize(("stored_as", "opened_as"), [("embedded", "split"), ("split", "embedded")])
+    def test_delete_metadata_of_a_session_in_the_other_layout_raises(
+        self, stored_as: str, opened_as: str, mongo_client: Client, mongo_db: Db
+    ) -> None:
+        owner = MongoDBSessionRepository(client=mongo_client, database_name=mongo_db.name, layout=stored_as)
+        session_with_agent(owner)
+        owner.update_metadata("s1", {"keep": 1})
+        before = everything(mongo_db)
+        other = MongoDBSessionRepository(client=mongo_client, database_name=mongo_db.name, layout=opened_as)
+
+        with contextlib.suppress(LayoutMismatchError):
+            other.delete_metadata("s1", ["keep"])
+
+        assert everything(mongo_db) == before
 
     def test_errors_are_library_and_strands_errors(self, repository: MongoDBSessionRepository) -> None:
         from strands.types.exceptions import SessionException

@@ -5,25 +5,29 @@ Agent, Graph or Swarm still holding the old one: their writes raise ``SessionNot
 land nowhere, on both layouts, whatever the repository forgot or learnt meanwhile.
 """
 
+import contextlib
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+from pymongo import MongoClient
 from pymongo.database import Database
 from strands import Agent, tool
 from strands.types.exceptions import EventLoopException
+from strands.types.session import SessionAgent
 
 import mongodb_session_manager._known_sessions as known_sessions
 from mongodb_session_manager import MongoDBSessionManager, MongoDBSessionRepository
 from mongodb_session_manager.cleanup import find_left_behind, remove_left_behind
-from mongodb_session_manager.errors import SessionNotFoundError, StaleAgentError
+from mongodb_session_manager.errors import MongoDBSessionError, SessionNotFoundError, StaleAgentError
 
-from helpers import texts
+from helpers import session_with_agent, text_message, texts
 from multi_agent_stand_in import FixedState
 from scripted_model import ScriptedModel, ToolCall
-from stored_sessions import MESSAGES, SESSIONS, StoredSessions
+from stored_sessions import MESSAGES, SESSIONS, StoredSessions, everything
 
 Db = Database[dict[str, Any]]
+Client = MongoClient[dict[str, Any]]
 NewManager = Callable[..., MongoDBSessionManager]
 
 
@@ -186,3 +190,60 @@ def test_a_graph_state_sync_never_lands_in_a_session_created_after_its_own(
     raises_not_found(lambda: manager.sync_multi_agent(graph))  # type: ignore[arg-type]
 
     assert replacement.repository.read_multi_agent("s1", "g1") == {"status": "new session"}
+
+
+# -- the repository alone: a writer that read the session before it was deleted --------------------
+
+
+def test_embedded_writer_of_a_deleted_session_cannot_append_to_its_replacement(
+    mongo_client: Client, mongo_db: Db
+) -> None:
+    old_writer = MongoDBSessionRepository(client=mongo_client, database_name=mongo_db.name)
+    session_with_agent(old_writer, "s1", "default")
+    for message_id in range(4):
+        old_writer.create_message("s1", "default", text_message(message_id, f"old {message_id}"))
+    other = MongoDBSessionRepository(client=mongo_client, database_name=mongo_db.name)
+    other.delete_session("s1")
+    session_with_agent(other, "s1", "default")
+    other.create_message("s1", "default", text_message(0, "new 0"))
+    before = everything(mongo_db)
+
+    with contextlib.suppress(MongoDBSessionError):
+        old_writer.create_message("s1", "default", text_message(4, "old 4: the in-flight answer"))
+
+    assert everything(mongo_db) == before
+
+
+def test_state_sync_of_a_deleted_session_cannot_overwrite_its_replacement(
+    mongo_client: Client, mongo_db: Db, layout: str
+) -> None:
+    old_writer = MongoDBSessionRepository(client=mongo_client, database_name=mongo_db.name, layout=layout)
+    session_with_agent(old_writer, "s1", "default")
+    other = MongoDBSessionRepository(client=mongo_client, database_name=mongo_db.name, layout=layout)
+    other.delete_session("s1")
+    session_with_agent(other, "s1", "default")
+    other.create_message("s1", "default", text_message(0, "new 0"))
+    other.create_message("s1", "default", text_message(1, "new 1", "assistant"))
+    before = everything(mongo_db)
+
+    stale_state = SessionAgent(
+        agent_id="default",
+        state={"from": "the deleted session"},
+        conversation_manager_state={"__name__": "SlidingWindowConversationManager", "removed_message_count": 40},
+    )
+    with contextlib.suppress(MongoDBSessionError):
+        old_writer.update_agent("s1", stale_state)
+
+    assert everything(mongo_db) == before
+
+
+def test_list_messages_of_a_session_deleted_elsewhere_raises_in_both_layouts(
+    mongo_client: Client, mongo_db: Db, layout: str
+) -> None:
+    reader = MongoDBSessionRepository(client=mongo_client, database_name=mongo_db.name, layout=layout)
+    session_with_agent(reader)
+    reader.create_message("s1", "a1", text_message(0, "x"))
+    MongoDBSessionRepository(client=mongo_client, database_name=mongo_db.name, layout=layout).delete_session("s1")
+
+    with pytest.raises(SessionNotFoundError):
+        reader.list_messages("s1", "a1")

@@ -17,12 +17,15 @@ import bson
 import pytest
 from pymongo import MongoClient, monitoring
 from pymongo.database import Database
+from pymongo.errors import PyMongoError
 from strands import Agent
 from strands.agent.conversation_manager import SlidingWindowConversationManager
 from strands.types.session import SessionAgent, SessionMessage
 
+import mongodb_session_manager.migration as migration
 from mongodb_session_manager import MongoDBSessionManager, MongoDBSessionRepository
-from mongodb_session_manager._session_documents import MAX_DOCUMENT_BYTES
+from mongodb_session_manager._documents import encoded, message_document, now
+from mongodb_session_manager._session_documents import MAX_DOCUMENT_BYTES, WRITE_HEADROOM_BYTES
 from mongodb_session_manager.errors import (
     LayoutMismatchError,
     SessionConflictError,
@@ -31,7 +34,7 @@ from mongodb_session_manager.errors import (
 )
 
 from command_counter import HANDSHAKE_COMMANDS, CommandCounter
-from helpers import add, session_with_agent, text_message, texts
+from helpers import add, converse, session_with_agent, text_message, texts
 from scripted_model import ScriptedModel, ToolCall
 from stored_sessions import MESSAGES, SESSIONS, StoredSessions, everything
 
@@ -178,6 +181,24 @@ def test_through_the_manager_an_answer_is_one_insert_and_a_question_two_commands
     assert counter.names() == ["insert"]
 
 
+def test_split_appends_alternating_between_two_agents_are_one_insert_each(
+    counting_client: Counting, database_name: str
+) -> None:
+    client, counter = counting_client
+    creator = MongoDBSessionRepository(client=client, database_name=database_name, layout="split")
+    session_with_agent(creator, "s1", "a1")
+    creator.create_agent("s1", SessionAgent(agent_id="a2", state={}, conversation_manager_state={}))
+    writer = MongoDBSessionRepository(client=client, database_name=database_name, layout="split")
+    writer.create_message("s1", "a1", text_message(0, "a1 first"))  # learns a1 (one read, documented)
+    writer.create_message("s1", "a2", text_message(0, "a2 first"))  # learns a2 (one read, documented)
+
+    counter.reset()
+    writer.create_message("s1", "a1", text_message(1, "a1 second", role="assistant"))
+    writer.create_message("s1", "a2", text_message(1, "a2 second", role="assistant"))
+
+    assert counter.names() == ["insert", "insert"]
+
+
 def test_duplicate_message_id_is_a_conflict_and_changes_nothing(
     split: MongoDBSessionRepository, mongo_db: Db, split_stored: StoredSessions
 ) -> None:
@@ -224,6 +245,42 @@ def test_a_single_message_over_16_mib_is_refused_and_nothing_is_stored(
     assert mongo_db[MESSAGES].count_documents({}) == 0
     split.create_message("s1", "a1", text_message(0, "fits"))  # message 0 is still free
     assert mongo_db[MESSAGES].count_documents({"message_id": 0}) == 1
+
+
+def test_split_redaction_that_makes_the_message_document_too_large_raises_session_too_large(
+    split: MongoDBSessionRepository, mongo_db: Db
+) -> None:
+    session_with_agent(split)
+    with split.annotate_messages(event_loop_metrics={"padding": "m" * 4096}):
+        split.create_message("s1", "a1", text_message(0, "small"))
+    huge = text_message(0, "small")
+    huge.redact_message = {"role": "user", "content": [{"text": "r" * (MAX_DOCUMENT_BYTES - 2048)}]}
+    try:
+        split.update_message("s1", "a1", huge)
+    except SessionTooLargeError:
+        return
+    except PyMongoError as error:
+        pytest.fail(f"untyped error: {error!r}")
+    stored = mongo_db[MESSAGES].find_one({"message_id": 0}, {"_id": 1})
+    assert stored is not None
+    pytest.fail("the server stored a document past 16 MiB (test server does not enforce the limit)")
+
+
+def test_split_append_with_multibyte_ids_near_the_limit_raises_session_too_large(
+    split: MongoDBSessionRepository, mongo_db: Db
+) -> None:
+    session_id, agent_id = "\U0001f600" * 256, "\U0001f642" * 256  # 1 KiB of UTF-8 each
+    session_with_agent(split, session_id, agent_id)
+    base = len(encoded(message_document(text_message(0, ""), now(), {}), "message").raw)
+    fits = text_message(0, "z" * (MAX_DOCUMENT_BYTES - WRITE_HEADROOM_BYTES - base))
+    assert len(encoded(message_document(fits, now(), {}), "message").raw) + WRITE_HEADROOM_BYTES == MAX_DOCUMENT_BYTES
+
+    try:
+        split.create_message(session_id, agent_id, fits)
+    except SessionTooLargeError:
+        return
+    stored = mongo_db[MESSAGES].count_documents({})
+    pytest.fail(f"no SessionTooLargeError ({stored} message stored)")
 
 
 # -- reads ----------------------------------------------------------------------------------------
@@ -385,6 +442,23 @@ def test_reads_and_deletes_of_a_session_in_the_other_layout_raise_and_change_not
     for attempt in attempts:
         with pytest.raises(LayoutMismatchError):
             attempt()
+    assert everything(mongo_db) == before
+
+
+def test_split_delete_of_an_embedded_session_changes_nothing(
+    split: MongoDBSessionRepository, mongo_client: Client, mongo_db: Db
+) -> None:
+    converse(mongo_client, mongo_db.name, "s1", 2)
+    # an interrupted migration copied the messages but has not switched the session yet
+    document = mongo_db[SESSIONS].find_one({"_id": "s1"})
+    assert document is not None
+    migration._copy_agent(mongo_db[MESSAGES], "s1", "default", document["generation"], document["agents"]["default"])
+    before = everything(mongo_db)
+    assert len(before[MESSAGES]) == 4
+
+    with pytest.raises(LayoutMismatchError):
+        split.delete_session("s1")  # README: "nothing was read or written"
+
     assert everything(mongo_db) == before
 
 

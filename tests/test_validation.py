@@ -20,6 +20,7 @@ from mongodb_session_manager.errors import (
 )
 from mongodb_session_manager.validation import MAX_IDENTIFIER_LENGTH
 
+from helpers import session_with_agent, text_message
 from multi_agent_stand_in import FixedState
 from scripted_model import ScriptedModel, ToolCall
 from stored_sessions import MESSAGES, SESSIONS, everything
@@ -37,8 +38,7 @@ def populated(repository: MongoDBSessionRepository, mongo_db: Db, layout: str) -
     """A victim session with an agent and a message; returns everything stored."""
     repository.create_session(Session(session_id="victim", session_type=SessionType.AGENT))
     repository.create_agent("victim", SessionAgent(agent_id="a1", state={"secret": 1}, conversation_manager_state={}))
-    message = SessionMessage.from_message({"role": "user", "content": [{"text": "private"}]}, 0)
-    repository.create_message("victim", "a1", message)
+    repository.create_message("victim", "a1", text_message(0, "private"))
     repository.update_metadata("victim", {"owner": "victim"})
     stored = everything(mongo_db)
     assert [document["_id"] for document in stored[SESSIONS]] == ["victim"]
@@ -99,7 +99,7 @@ def test_manager_refuses_bad_session_id_before_touching_the_database(
 def test_agent_id_must_be_a_safe_field_name(
     agent_id: Any, repository: MongoDBSessionRepository, populated: dict[str, Any], mongo_db: Db
 ) -> None:
-    message = SessionMessage.from_message({"role": "user", "content": [{"text": "x"}]}, 1)
+    message = text_message(1, "x")
     agent = SessionAgent(agent_id=agent_id, state={}, conversation_manager_state={})
     calls: list[Callable[[], object]] = [
         lambda: repository.create_agent("victim", agent),
@@ -162,8 +162,7 @@ def test_message_id_must_be_a_non_negative_int(
 
 def test_longest_allowed_identifiers_work(repository: MongoDBSessionRepository) -> None:
     longest = "s" * MAX_IDENTIFIER_LENGTH
-    repository.create_session(Session(session_id=longest, session_type=SessionType.AGENT))
-    repository.create_agent(longest, SessionAgent(agent_id=longest, state={}, conversation_manager_state={}))
+    session_with_agent(repository, longest, longest)
     repository.update_metadata(longest, {longest: "ok", "with spaces and ünïcode": True})
     assert repository.read_agent(longest, longest) is not None
     assert repository.get_metadata(longest) == {longest: "ok", "with spaces and ünïcode": True}
