@@ -93,14 +93,15 @@ EXPECTED: dict[str, dict[str, list[str]]] = {
 }
 
 REPOSITORY_CALLS: dict[str, dict[str, list[str]]] = {
-    # every call is one command, even on a repository's first use of the session
+    # every call is one command, even on a repository's first use of the session; redacting a user
+    # message also rewrites the session's first prompt, in case it holds the redacted text
     "embedded": {
-        "update_message (first use)": ["findAndModify"],
+        "update_message (first use)": ["findAndModify", "update"],
         "update_metadata (first use)": ["findAndModify"],
         "update_metadata": ["findAndModify"],
         "delete_metadata": ["findAndModify"],
         "get_metadata": ["find"],
-        "update_message": ["findAndModify"],
+        "update_message": ["findAndModify", "update"],
         "create_multi_agent": ["findAndModify"],
         "update_multi_agent": ["findAndModify"],
         "read_multi_agent": ["find"],
@@ -110,12 +111,12 @@ REPOSITORY_CALLS: dict[str, dict[str, list[str]]] = {
     },
     "split": {
         # a repository that has not seen the agent yet reads the session document once, on first use
-        "update_message (first use)": ["aggregate", "update"],
+        "update_message (first use)": ["aggregate", "update", "update"],
         "update_metadata (first use)": ["findAndModify"],
         "update_metadata": ["findAndModify"],
         "delete_metadata": ["findAndModify"],
         "get_metadata": ["find"],
-        "update_message": ["update"],
+        "update_message": ["update", "update"],
         "create_multi_agent": ["findAndModify"],
         "update_multi_agent": ["findAndModify"],
         "read_multi_agent": ["find"],

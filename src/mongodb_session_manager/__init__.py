@@ -4,6 +4,7 @@ Typed errors live in :mod:`mongodb_session_manager.errors`.
 """
 
 from ._version import __version__
+from .listing import SessionPage, SessionSummary
 from .mongodb_connection_pool import MongoDBConnectionPool
 from .mongodb_session_factory import (
     MongoDBSessionManagerFactory,
@@ -19,6 +20,8 @@ __all__ = [
     "MongoDBSessionManager",
     "MongoDBSessionManagerFactory",
     "MongoDBSessionRepository",
+    "SessionPage",
+    "SessionSummary",
     "__version__",
     "close_global_factory",
     "create_mongodb_session_manager",

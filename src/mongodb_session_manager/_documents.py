@@ -18,7 +18,7 @@ from bson.errors import InvalidDocument
 from bson.raw_bson import RawBSONDocument
 from strands.types.session import Session, SessionAgent, SessionMessage, SessionType
 
-from ._schema import GENERATION_FIELD, Document
+from ._schema import FIRST_PROMPT_FIELD, GENERATION_FIELD, Document
 from ._strands_internals import internal_state_of, session_agent
 from .errors import UnstorableValueError
 
@@ -163,9 +163,36 @@ def message_document(message: SessionMessage, moment: datetime, extra_fields: Ma
     }
 
 
+TITLE_CHARACTERS = 80
+"""How much of the first user message becomes the session's title until one is given."""
+
+
 def opens_turn(message: Mapping[str, Any]) -> bool:
     """Whether ``message`` starts a turn: a user message that is not a tool result."""
     return message.get("role") == "user" and not any("toolResult" in block for block in message.get("content") or ())
+
+
+def title_text(message: Mapping[str, Any]) -> str:
+    """The text of ``message`` as a title: its text blocks, whitespace collapsed, cut to 80 characters."""
+    text = " ".join(block["text"] for block in message.get("content") or () if "text" in block)
+    return " ".join(text.split())[:TITLE_CHARACTERS]
+
+
+def turn_opening(message: SessionMessage, agent_id: str) -> Document | None:
+    """What storing ``message`` adds to the session document: None unless it opens a turn.
+
+    A turn's first message offers its text as the session's first prompt (the title until one is
+    given): ``$min`` on ``{at, agent_id, message_id, text}`` keeps the earliest one, whatever the
+    order writes land in. The message's identity lets a redaction rewrite the text too.
+    """
+    if not opens_turn(message.message):
+        return None
+    text = title_text(message.message)
+    if not text:
+        return {}
+    at = to_datetime(message.created_at)
+    prompt = {"at": at, "agent_id": agent_id, "message_id": message.message_id, "text": text}
+    return {"$min": {FIRST_PROMPT_FIELD: prompt}}
 
 
 def message_from_document(document: Document) -> SessionMessage:

@@ -25,10 +25,14 @@ class EmbeddedLayout:
         self.new_agent_fields: Document = {"messages": []}
 
     def create_message(
-        self, session_id: str, agent_id: str, message_id: int, entry: RawBSONDocument, *, opens_turn: bool
+        self, session_id: str, agent_id: str, message_id: int, entry: RawBSONDocument, *, opening: Document | None
     ) -> None:
         """Push the message if the agent exists and does not have ``message_id`` yet; move ``updated_at``."""
-        update = {"$push": {f"{agent_path(agent_id)}.messages": entry}, "$set": {UPDATED_AT_FIELD: now()}}
+        update = {
+            "$push": {f"{agent_path(agent_id)}.messages": entry},
+            "$set": {UPDATED_AT_FIELD: now()},
+            **(opening or {}),
+        }
         expect = Expect.agent(agent_id, message_id=message_id, message_present=False)
         self._sessions.write(session_id, update, added_bytes=len(entry.raw), expect=expect)
 

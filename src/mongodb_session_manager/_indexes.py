@@ -16,7 +16,7 @@ import weakref
 from collections.abc import Hashable, Sequence
 from typing import Any
 
-from pymongo import ASCENDING, IndexModel, MongoClient
+from pymongo import ASCENDING, DESCENDING, IndexModel, MongoClient
 from pymongo.collection import Collection
 
 logger = logging.getLogger(__name__)
@@ -24,6 +24,14 @@ logger = logging.getLogger(__name__)
 SESSION_INDEXES = (
     IndexModel([("created_at", ASCENDING)], name="created_at_1"),
     IndexModel([("updated_at", ASCENDING)], name="updated_at_1"),
+    # a user's sessions, newest first (list_sessions by user, with or without an application)
+    IndexModel([("user_id", ASCENDING), ("updated_at", DESCENDING), ("_id", DESCENDING)], name="user_updated"),
+    IndexModel(
+        [("application_name", ASCENDING), ("user_id", ASCENDING), ("updated_at", DESCENDING), ("_id", DESCENDING)],
+        name="application_user_updated",
+    ),
+    # MongoDB's TTL monitor removes a session once its expires_at has passed
+    IndexModel([("expires_at", ASCENDING)], name="expires_at_ttl", expireAfterSeconds=0),
 )
 
 _lock = threading.Lock()

@@ -28,11 +28,12 @@ class MessageLayout(Protocol):
     """Fields a new agent entry in the session document starts with."""
 
     def create_message(
-        self, session_id: str, agent_id: str, message_id: int, entry: RawBSONDocument, *, opens_turn: bool
+        self, session_id: str, agent_id: str, message_id: int, entry: RawBSONDocument, *, opening: Document | None
     ) -> None:
         """Store a new message; a ``message_id`` already stored raises ``SessionConflictError``.
 
-        ``opens_turn``: the message starts a turn (a user message that is not a tool result).
+        ``opening``: None, or the message starts a turn and this is the update it adds to the session
+        document (see ``_documents.turn_opening``).
         """
 
     def update_message(self, session_id: str, agent_id: str, message_id: int, body: RawBSONDocument) -> None:

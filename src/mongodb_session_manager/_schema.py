@@ -21,6 +21,30 @@ LAYOUT_FIELD = "message_layout"
 """Session-document field naming the layout its messages are stored in (absent: ``"embedded"``)."""
 UPDATED_AT_FIELD = "updated_at"
 """Moved by every write to the session document."""
+USER_ID_FIELD = "user_id"
+"""The session's owner, set when it is created (absent: no owner)."""
+APPLICATION_FIELD = "application_name"
+"""The application the session belongs to, set when it is created (absent: none)."""
+TITLE_FIELD = "title"
+"""A title given with ``set_title``."""
+FIRST_PROMPT_FIELD = "first_prompt"
+"""``{at, text}`` of the session's earliest user message: the title until one is given."""
+EXPIRES_AT_FIELD = "expires_at"
+"""When the session expires (TTL index); absent: never."""
+EXPIRE_AFTER_FIELD = "expire_after_seconds"
+"""How long after its last write the session expires, set when it is created (absent: never)."""
+FORKED_FROM_FIELD = "forked_from"
+"""``{session_id, agent_id, up_to_message_id, at}`` of the session this one was forked from."""
+
+
+def owner_fields(user_id: str | None, application_name: str | None) -> Document:
+    """The owner fields a session is created with, and that every access of a scoped repository filters on."""
+    fields: Document = {}
+    if user_id is not None:
+        fields[USER_ID_FIELD] = user_id
+    if application_name is not None:
+        fields[APPLICATION_FIELD] = application_name
+    return fields
 
 
 def validate_layout(layout: object) -> Layout:

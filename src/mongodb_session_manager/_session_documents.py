@@ -10,6 +10,7 @@ one more read (:meth:`SessionDocuments.probe`) to raise the right typed error.
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, NoReturn, Protocol
 
 import bson
@@ -18,9 +19,13 @@ from pymongo.collection import Collection
 from pymongo.errors import DuplicateKeyError
 
 from ._binding import current_binding
-from ._known_sessions import KnownSessions
+from ._documents import now
+from ._known_sessions import SESSIONS_KEPT, KnownSessions
 from ._schema import (
     DEFAULT_LAYOUT,
+    EXPIRE_AFTER_FIELD,
+    EXPIRES_AT_FIELD,
+    FIRST_PROMPT_FIELD,
     GENERATION_FIELD,
     LAYOUT_FIELD,
     REVISION_FIELD,
@@ -41,8 +46,8 @@ WARN_DOCUMENT_BYTES = 8 * 1024 * 1024
 """Past this size every write logs a warning: the session is half-way to the limit."""
 WRITE_HEADROOM_BYTES = 1024
 """Room kept for what a write adds besides its payload (array index keys, timestamps)."""
-_WRITTEN = {"_id": 0, "size": {"$bsonSize": "$$ROOT"}, GENERATION_FIELD: 1}
-"""Projection of a write's reply: the new document size and its generation."""
+_WRITTEN = {"_id": 0, "size": {"$bsonSize": "$$ROOT"}, GENERATION_FIELD: 1, EXPIRE_AFTER_FIELD: 1}
+"""Projection of a write's reply: the new document size, its generation and expiry."""
 
 
 class Generations(Protocol):
@@ -53,6 +58,11 @@ class Generations(Protocol):
 
     def learn(self, session_id: str, generation: Any, agent_ids: Iterable[str] = ()) -> None:
         """Record a generation seen in a document read or written."""
+
+
+def live() -> Document:
+    """A filter clause matching the sessions that have not expired (MongoDB's TTL monitor runs only every minute)."""
+    return {EXPIRES_AT_FIELD: {"$not": {"$lte": now()}}}
 
 
 @dataclass(frozen=True)
@@ -135,14 +145,41 @@ class Probe:
 
 
 class SessionDocuments:
-    """The session collection of one repository and layout, read and written only through here."""
+    """The session collection of one repository, layout and scope, read and written only through here.
 
-    def __init__(self, collection: Collection[Document], layout: Layout) -> None:
-        """Read and write the sessions in ``collection`` whose messages are stored in ``layout``."""
+    ``scope`` (owner fields) rides in the filter of every command: a session outside it, like an
+    expired one, is found nowhere. ``expire_after`` (seconds) moves ``expires_at`` on every write;
+    without it, writes keep the session's own ``expire_after_seconds`` (learnt when it is read).
+    """
+
+    def __init__(
+        self, collection: Collection[Document], layout: Layout, *, scope: Document, expire_after: float | None
+    ) -> None:
+        """Read and write the sessions in ``collection`` whose messages are stored in ``layout``, within ``scope``."""
         self.collection = collection
         self.layout = layout
+        self.scope = scope
+        self.expire_after = expire_after
         self.known = KnownSessions()
         self._layout_condition = layout_condition(layout)
+        self._expire_after_of: dict[str, float] = {}
+
+    def where(self, session_id: str) -> Document:
+        """A filter for the live session ``session_id`` within this repository's scope."""
+        return {"_id": session_id, **self.scope, **live()}
+
+    def expiry_fields(self, session_id: str) -> Document:
+        """``expires_at`` (and nothing else) to set with a write, if the session expires."""
+        seconds = self.expire_after if self.expire_after is not None else self._expire_after_of.get(session_id)
+        return {EXPIRES_AT_FIELD: now() + timedelta(seconds=seconds)} if seconds is not None else {}
+
+    def remember_expiry(self, session_id: str, document: Document) -> None:
+        """Keep the session's own ``expire_after_seconds`` from a document just read or written."""
+        seconds = document.get(EXPIRE_AFTER_FIELD)
+        if isinstance(seconds, int | float) and not isinstance(seconds, bool):
+            self._expire_after_of[session_id] = float(seconds)
+            while len(self._expire_after_of) > SESSIONS_KEPT:
+                del self._expire_after_of[next(iter(self._expire_after_of))]
 
     # Generations
 
@@ -184,21 +221,24 @@ class SessionDocuments:
             )
 
     def matching(self, session_id: str) -> Document:
-        """A filter for ``session_id`` stored in this layout, in the expected generation (if known)."""
+        """A filter for the live ``session_id`` in scope, stored in this layout, in the expected generation."""
         known, generation = self.expected_generation(session_id)
         condition = {GENERATION_FIELD: generation} if known and generation is not None else {}
-        return {"_id": session_id, **self._layout_condition, **condition}
+        return {**self.where(session_id), **self._layout_condition, **condition}
 
     # Writes
 
     def create(self, session_id: str, document: Document) -> None:
-        """Insert the session document unless the session exists (idempotent), and learn its generation."""
-        read_back = {GENERATION_FIELD: 1, LAYOUT_FIELD: 1}
+        """Insert the session document unless the session exists (idempotent), and learn its generation.
+
+        ``document`` holds the fields to insert besides the scope's, which come from the filter.
+        """
+        read_back = {GENERATION_FIELD: 1, LAYOUT_FIELD: 1, EXPIRE_AFTER_FIELD: 1}
 
         def upsert() -> Document | None:
             try:
                 stored: Document | None = self.collection.find_one_and_update(
-                    {"_id": session_id},
+                    self.where(session_id),
                     {"$setOnInsert": document},
                     projection=read_back,
                     upsert=True,
@@ -208,12 +248,17 @@ class SessionDocuments:
                 return None
             return stored
 
-        # Upserts racing to insert the same _id: the losers get a duplicate-key error (or, from
-        # SecantusDB, no document); by the second attempt the session exists and is returned.
-        stored = upsert() or upsert()
-        if stored is None:
-            raise SessionConflictError(f"session {session_id!r} could not be created or read back; try again")
-        self.observe(session_id, stored_layout(stored), stored.get(GENERATION_FIELD))
+        for _ in range(3):
+            stored = upsert()
+            if stored is not None:
+                self.remember_expiry(session_id, stored)
+                self.observe(session_id, stored_layout(stored), stored.get(GENERATION_FIELD))
+                return
+            # The id is taken: by a concurrent creation (found by the next attempt, SecantusDB may
+            # also answer the loser with no document), by an expired session (removed here, as the
+            # TTL monitor would), or by a session outside this repository's scope.
+            self.collection.delete_one({"_id": session_id, EXPIRES_AT_FIELD: {"$lte": now()}})
+        raise SessionNotFoundError(f"session {session_id!r} not found")
 
     def write(
         self,
@@ -232,9 +277,11 @@ class SessionDocuments:
         room = MAX_DOCUMENT_BYTES - WRITE_HEADROOM_BYTES - added_bytes
         if room >= 0:
             within_limit = {"$expr": {"$lte": [{"$bsonSize": "$$ROOT"}, room]}}
+            expiry = self.expiry_fields(session_id)
+            setting = {**update.get("$set", {}), **expiry}
             result = self.collection.find_one_and_update(
                 {**self.matching(session_id), **expect.conditions(), **within_limit},
-                {**update, "$inc": {REVISION_FIELD: 1}},
+                {**update, **({"$set": setting} if setting else {}), "$inc": {REVISION_FIELD: 1}},
                 projection=_WRITTEN,
                 return_document=ReturnDocument.AFTER,
                 array_filters=array_filters,
@@ -252,6 +299,12 @@ class SessionDocuments:
             error = self._refusal(session_id, probe, added_bytes)
         raise error
 
+    def rewrite_first_prompt(self, session_id: str, agent_id: str, message_id: int, text: str) -> None:
+        """Replace the text of the session's first prompt if it is that message's (after a redaction)."""
+        prompt = {f"{FIRST_PROMPT_FIELD}.agent_id": agent_id, f"{FIRST_PROMPT_FIELD}.message_id": message_id}
+        update = {"$set": {f"{FIRST_PROMPT_FIELD}.text": text}, "$inc": {REVISION_FIELD: 1}}
+        self.collection.update_one({**self.matching(session_id), **prompt}, update)
+
     def _written(self, session_id: str, result: Document, expect: Expect) -> None:
         # A retried write (retryWrites) is answered with the whole stored post-image, unprojected.
         size = result.get("size")
@@ -259,6 +312,7 @@ class SessionDocuments:
             size = len(bson.encode(result))
         agent_ids = [expect.agent_id] if expect.agent_id is not None else []
         self.learn(session_id, result.get(GENERATION_FIELD), agent_ids)
+        self.remember_expiry(session_id, result)
         if size > WARN_DOCUMENT_BYTES:
             logger.warning(
                 "session_id=<%s> | document is %d bytes, past %d of MongoDB's %d-byte limit",
@@ -301,7 +355,7 @@ class SessionDocuments:
         if entry_path is not None and message_id is not None:
             messages = {"$ifNull": [f"${entry_path}.messages", []]}
             fields["has_message"] = {"$in": [message_id, {"$map": {"input": messages, "in": "$$this.message_id"}}]}
-        found = list(self.collection.aggregate([{"$match": {"_id": session_id}}, {"$project": fields}]))
+        found = list(self.collection.aggregate([{"$match": self.where(session_id)}, {"$project": fields}]))
         if not found:
             raise SessionNotFoundError(f"session {session_id!r} not found")
         probe = Probe(**found[0])
@@ -314,14 +368,16 @@ class SessionDocuments:
         raise SessionConflictError(f"session {session_id!r} changed while it was being read or written")
 
     def find(self, session_id: str, projection: Document | None = None, *, checked: bool = False) -> Document | None:
-        """Read the session document (``projection`` as in ``find_one``); ``checked``: only the expected one."""
-        query = self.matching(session_id) if checked else {"_id": session_id}
+        """Read the live session document in scope (``projection`` as in ``find_one``); ``checked``: as expected."""
+        query = self.matching(session_id) if checked else self.where(session_id)
         document: Document | None = self.collection.find_one(query, projection)
+        if document is not None and (projection is None or EXPIRE_AFTER_FIELD in projection):
+            self.remember_expiry(session_id, document)
         return document
 
     def aggregate(self, session_id: str, stages: list[Document], *, checked: bool = False) -> list[Document]:
-        """Run ``stages`` on the session document; ``checked``: only on the expected one."""
-        query = self.matching(session_id) if checked else {"_id": session_id}
+        """Run ``stages`` on the live session document in scope; ``checked``: only on the expected one."""
+        query = self.matching(session_id) if checked else self.where(session_id)
         return list(self.collection.aggregate([{"$match": query}, *stages]))
 
     def read_checked(self, session_id: str, projection: Document) -> Document:

@@ -81,7 +81,7 @@ class SplitLayout:
         ensure_indexes(messages, MESSAGE_INDEXES)
 
     def create_message(
-        self, session_id: str, agent_id: str, message_id: int, entry: RawBSONDocument, *, opens_turn: bool
+        self, session_id: str, agent_id: str, message_id: int, entry: RawBSONDocument, *, opening: Document | None
     ) -> None:
         """One insert; when it opens a turn, followed by the session-document write that checks the session."""
         generation = self._sessions.generation_for(session_id, agent_id)
@@ -94,15 +94,14 @@ class SplitLayout:
                 f"message {message_id} of agent {agent_id!r} in session {session_id!r} was already written "
                 "by another writer; nothing was changed"
             )
-        if opens_turn:
-            self._open_turn(session_id, agent_id, message_key(session_id, agent_id, message_id, generation))
+        if opening is not None:
+            self._open_turn(session_id, agent_id, opening, message_key(session_id, agent_id, message_id, generation))
 
-    def _open_turn(self, session_id: str, agent_id: str, written: Document) -> None:
+    def _open_turn(self, session_id: str, agent_id: str, opening: Document, written: Document) -> None:
         """Move the session's ``updated_at``, if it still exists as the writer knows it; else take back ``written``."""
+        update = {"$set": {UPDATED_AT_FIELD: now()}, **opening}
         try:
-            self._sessions.write(
-                session_id, {"$set": {UPDATED_AT_FIELD: now()}}, added_bytes=0, expect=Expect.agent(agent_id)
-            )
+            self._sessions.write(session_id, update, added_bytes=0, expect=Expect.agent(agent_id))
         except MongoDBSessionError:
             self._messages.delete_one(written)
             raise

@@ -106,6 +106,10 @@ class InvalidIdentifierError(InvalidArgumentError):
     """An identifier, key or position is unsafe to use in a MongoDB filter or field path."""
 
 
+class InvalidCursorError(InvalidArgumentError):
+    """A listing cursor is malformed, was edited, or was made for other filters."""
+
+
 class UnstorableValueError(InvalidArgumentError, TypeError):
     """A value cannot be stored as BSON (a set, an arbitrary object, an int of 64 bits or more, ...).
 

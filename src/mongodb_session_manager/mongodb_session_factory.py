@@ -7,6 +7,7 @@ and :func:`close_global_factory` at shutdown.
 
 import logging
 import threading
+from datetime import timedelta
 from typing import Any
 
 from pymongo import MongoClient
@@ -17,6 +18,7 @@ from .errors import FactoryAlreadyInitializedError, FactoryNotInitializedError, 
 from .mongodb_connection_pool import MongoDBConnectionPool
 from .mongodb_session_manager import MongoDBSessionManager
 from .mongodb_session_repository import MongoDBSessionRepository
+from .validation import validate_expire_after, validate_owner
 
 logger = logging.getLogger(__name__)
 
@@ -39,10 +41,20 @@ class MongoDBSessionManagerFactory:
         *,
         layout: Layout = "embedded",
         messages_collection_name: str | None = None,
+        user_id: str | None = None,
+        application_name: str | None = None,
+        expire_after: float | timedelta | None = None,
         **client_kwargs: Any,
     ) -> None:
-        """Acquire (or borrow) the client and ensure the indexes of ``layout``."""
+        """Acquire (or borrow) the client and ensure the indexes of ``layout``.
+
+        ``application_name`` scopes every manager and repository it creates; ``user_id`` and
+        ``expire_after`` are their defaults, which :meth:`create_session_manager` may override.
+        """
         self.layout = validate_layout(layout)
+        self.user_id = validate_owner(user_id, "user_id")
+        self.application_name = validate_owner(application_name, "application_name")
+        self.expire_after = validate_expire_after(expire_after)
         self._client, self._pooled = open_or_borrow(
             connection_string, client, client_kwargs, MongoDBConnectionPool.acquire
         )
@@ -78,15 +90,31 @@ class MongoDBSessionManagerFactory:
         return client
 
     def create_session_manager(self, session_id: str, **kwargs: Any) -> MongoDBSessionManager:
-        """A manager for ``session_id`` on the shared client; ``kwargs`` may override the collection."""
-        kwargs.setdefault("database_name", self.database_name)
-        kwargs.setdefault("collection_name", self.collection_name)
-        kwargs.setdefault("layout", self.layout)
-        kwargs.setdefault("messages_collection_name", self.messages_collection_name)
-        manager = MongoDBSessionManager(session_id, client=self.client, **kwargs)
+        """A manager for ``session_id`` on the shared client.
+
+        ``kwargs`` may set ``user_id`` and ``expire_after`` for this session, and override the
+        collection or layout.
+        """
+        manager = MongoDBSessionManager(session_id, client=self.client, **self._defaults(kwargs))
         with self._lock:
             self._managers_created += 1
         return manager
+
+    def create_repository(self, **kwargs: Any) -> MongoDBSessionRepository:
+        """A repository on the shared client with this factory's settings (``user_id=...`` scopes it to one user)."""
+        return MongoDBSessionRepository(client=self.client, **self._defaults(kwargs))
+
+    def _defaults(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "database_name": self.database_name,
+            "collection_name": self.collection_name,
+            "layout": self.layout,
+            "messages_collection_name": self.messages_collection_name,
+            "user_id": self.user_id,
+            "application_name": self.application_name,
+            "expire_after": self.expire_after,
+            **kwargs,
+        }
 
     def get_connection_stats(self) -> dict[str, Any]:
         """Pool figures (for a pooled factory) plus how many managers this factory created."""
@@ -125,9 +153,12 @@ def initialize_global_factory(
     *,
     layout: Layout = "embedded",
     messages_collection_name: str | None = None,
+    user_id: str | None = None,
+    application_name: str | None = None,
+    expire_after: float | timedelta | None = None,
     **client_kwargs: Any,
 ) -> MongoDBSessionManagerFactory:
-    """Create the process's global factory; raises if one is already open (close it first)."""
+    """Create the process's global factory (see :class:`MongoDBSessionManagerFactory`); raises if one is open."""
     global _global_factory
     if _global_factory is not None:
         raise FactoryAlreadyInitializedError(_ALREADY_INITIALISED)
@@ -138,6 +169,9 @@ def initialize_global_factory(
         client=client,
         layout=layout,
         messages_collection_name=messages_collection_name,
+        user_id=user_id,
+        application_name=application_name,
+        expire_after=expire_after,
         **client_kwargs,
     )
     with _global_lock:

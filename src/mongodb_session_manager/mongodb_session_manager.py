@@ -3,6 +3,7 @@
 import logging
 import weakref
 from contextlib import AbstractContextManager, nullcontext
+from datetime import timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +49,9 @@ class MongoDBSessionManager(RepositorySessionManager):
         *,
         layout: Layout = "embedded",
         messages_collection_name: str | None = None,
+        user_id: str | None = None,
+        application_name: str | None = None,
+        expire_after: float | timedelta | None = None,
         **kwargs: Any,
     ) -> None:
         """Open (or borrow) the connection and load or create the session ``session_id``.
@@ -63,6 +67,9 @@ class MongoDBSessionManager(RepositorySessionManager):
             client=client,
             layout=layout,
             messages_collection_name=messages_collection_name,
+            user_id=user_id,
+            application_name=application_name,
+            expire_after=expire_after,
             **kwargs,
         )
         try:
@@ -196,6 +203,9 @@ def create_mongodb_session_manager(
     *,
     layout: Layout = "embedded",
     messages_collection_name: str | None = None,
+    user_id: str | None = None,
+    application_name: str | None = None,
+    expire_after: float | timedelta | None = None,
     **kwargs: Any,
 ) -> MongoDBSessionManager:
     """Create a :class:`MongoDBSessionManager`; pass ``client`` to share a connection pool.
@@ -210,5 +220,8 @@ def create_mongodb_session_manager(
         client=client,
         layout=layout,
         messages_collection_name=messages_collection_name,
+        user_id=user_id,
+        application_name=application_name,
+        expire_after=expire_after,
         **kwargs,
     )

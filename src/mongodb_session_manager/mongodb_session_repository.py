@@ -29,7 +29,7 @@ import logging
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
-from datetime import UTC
+from datetime import UTC, datetime, timedelta
 from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -54,26 +54,51 @@ from ._documents import (
     now,
     opens_turn,
     session_from_document,
+    title_text,
+    turn_opening,
 )
 from ._indexes import ensure_session_indexes
 from ._layout import MessageLayout, message_layout
 from ._resume import ResumeSnapshots
 from ._schema import (
+    APPLICATION_FIELD,
+    EXPIRE_AFTER_FIELD,
     GENERATION_FIELD,
     LAYOUT_FIELD,
+    TITLE_FIELD,
     UPDATED_AT_FIELD,
+    USER_ID_FIELD,
     Document,
     Layout,
     agent_path,
     default_messages_collection_name,
     multi_agent_path,
+    owner_fields,
     stored_layout,
     validate_layout,
 )
-from ._session_documents import Expect, SessionDocuments
+from ._session_documents import Expect, SessionDocuments, live
 from .errors import InvalidArgumentError, InvalidIdentifierError, SessionNotFoundError
+from .listing import (
+    NEWEST_FIRST,
+    SessionFilter,
+    SessionPage,
+    after,
+    decode_cursor,
+    encode_cursor,
+    summary,
+    summary_stages,
+    validate_page_size,
+)
 from .mongodb_connection_pool import MongoDBConnectionPool
-from .validation import validate_field_name, validate_non_negative_int, validate_session_id
+from .validation import (
+    validate_expire_after,
+    validate_field_name,
+    validate_non_negative_int,
+    validate_owner,
+    validate_session_id,
+    validate_title,
+)
 
 if TYPE_CHECKING:
     from strands.multiagent.base import MultiAgentBase
@@ -130,21 +155,28 @@ class MongoDBSessionRepository(SessionRepository):
         *,
         layout: Layout = "embedded",
         messages_collection_name: str | None = None,
+        user_id: str | None = None,
+        application_name: str | None = None,
+        expire_after: float | timedelta | None = None,
         **client_kwargs: Any,
     ) -> None:
         """Connect (or borrow ``client``) and make sure the indexes exist."""
+        scope = owner_fields(validate_owner(user_id, "user_id"), validate_owner(application_name, "application_name"))
+        expiry = validate_expire_after(expire_after)
+        sessions_layout = validate_layout(layout)
         self._client, self._owns_client = open_or_borrow(
             connection_string, client, client_kwargs, MongoDBConnectionPool.acquire
         )
         self._closed = False
         database = self._client.get_database(database_name, codec_options=CodecOptions(tz_aware=True, tzinfo=UTC))
         self._collection: Collection[Document] = database[collection_name]
+        self._messages_collection_name = messages_collection_name or default_messages_collection_name(collection_name)
         self._snapshots = ResumeSnapshots()
         try:
-            self._sessions = SessionDocuments(self._collection, validate_layout(layout))
+            self._sessions = SessionDocuments(self._collection, sessions_layout, scope=scope, expire_after=expiry)
             ensure_session_indexes(self._collection)
-            messages = database[messages_collection_name or default_messages_collection_name(collection_name)]
-            self._layout: MessageLayout = message_layout(self._sessions.layout, self._sessions, messages)
+            messages = database[self._messages_collection_name]
+            self._layout: MessageLayout = message_layout(sessions_layout, self._sessions, messages)
         except BaseException:
             self.close()
             raise
@@ -163,6 +195,23 @@ class MongoDBSessionRepository(SessionRepository):
     def layout(self) -> Layout:
         """Where messages are stored: ``"embedded"`` or ``"split"``."""
         return self._sessions.layout
+
+    @property
+    def user_id(self) -> str | None:
+        """The owner this repository is scoped to (None: it sees every session)."""
+        owner: str | None = self._sessions.scope.get(USER_ID_FIELD)
+        return owner
+
+    @property
+    def application_name(self) -> str | None:
+        """The application this repository is scoped to (None: every application)."""
+        application: str | None = self._sessions.scope.get(APPLICATION_FIELD)
+        return application
+
+    @property
+    def expire_after(self) -> float | None:
+        """Seconds after its last write that a session this repository writes expires (None: its own setting)."""
+        return self._sessions.expire_after
 
     @property
     def owns_client(self) -> bool:
@@ -201,7 +250,13 @@ class MongoDBSessionRepository(SessionRepository):
     def create_session(self, session: Session, **kwargs: Any) -> Session:
         """Create the session unless it exists; an existing one is left as it is (idempotent)."""
         session_id = validate_session_id(session.session_id)
-        insert_only = {**new_session_document(session), LAYOUT_FIELD: self.layout, UPDATED_AT_FIELD: now()}
+        insert_only = {
+            **new_session_document(session),
+            LAYOUT_FIELD: self.layout,
+            UPDATED_AT_FIELD: now(),
+            **self._sessions.expiry_fields(session_id),
+            **({EXPIRE_AFTER_FIELD: self.expire_after} if self.expire_after is not None else {}),
+        }
         with self._snapshots.writing(session_id):
             self._sessions.create(session_id, insert_only)
         return session
@@ -214,6 +269,7 @@ class MongoDBSessionRepository(SessionRepository):
         if document is None:
             return None
         self._sessions.observe(session_id, stored_layout(document), document.get(GENERATION_FIELD))
+        self._sessions.remember_expiry(session_id, document)
         self._snapshots.keep(session_id, document, writes_before_read)
         return session_from_document(document)
 
@@ -245,7 +301,12 @@ class MongoDBSessionRepository(SessionRepository):
         layout = self.layout
         if not answered:
             path = agent_path(agent_id)
-            projection = {**{f"{path}.{name}": 1 for name in AGENT_FIELDS}, GENERATION_FIELD: 1, LAYOUT_FIELD: 1}
+            projection = {
+                **{f"{path}.{name}": 1 for name in AGENT_FIELDS},
+                GENERATION_FIELD: 1,
+                LAYOUT_FIELD: 1,
+                EXPIRE_AFTER_FIELD: 1,
+            }
             document = self._sessions.find(session_id, projection)
             if document is None:
                 return None
@@ -271,10 +332,9 @@ class MongoDBSessionRepository(SessionRepository):
         validate_field_name(agent_id, "agent_id")
         message_id = validate_non_negative_int(session_message.message_id, "message_id")
         entry = encoded(message_document(session_message, now(), _extra_message_fields.get()), "")
+        opening = turn_opening(session_message, agent_id)
         with self._snapshots.writing(session_id):
-            self._layout.create_message(
-                session_id, agent_id, message_id, entry, opens_turn=opens_turn(session_message.message)
-            )
+            self._layout.create_message(session_id, agent_id, message_id, entry, opening=opening)
 
     def read_message(self, session_id: str, agent_id: str, message_id: int, **kwargs: Any) -> SessionMessage | None:
         """Read one message, or None if the session, agent or message does not exist."""
@@ -292,6 +352,10 @@ class MongoDBSessionRepository(SessionRepository):
         body = encoded({"message": session_message.message, "redact_message": session_message.redact_message}, "")
         with self._snapshots.writing(session_id):
             self._layout.update_message(session_id, agent_id, message_id, body)
+            if session_message.redact_message is not None and opens_turn(session_message.message):
+                # the session's first prompt may hold the text just redacted
+                text = title_text(session_message.redact_message)
+                self._sessions.rewrite_first_prompt(session_id, agent_id, message_id, text)
 
     def list_messages(
         self, session_id: str, agent_id: str, limit: int | None = None, offset: int = 0, **kwargs: Any
@@ -396,6 +460,78 @@ class MongoDBSessionRepository(SessionRepository):
         """
         validate_session_id(session_id)
         return metrics.summarise(session_id, self._layout.metrics_rows(session_id))
+
+    # Listing and titles
+
+    def list_sessions(
+        self,
+        *,
+        user_id: str | None = None,
+        application_name: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        updated_after: datetime | None = None,
+        updated_before: datetime | None = None,
+        limit: int = 20,
+        cursor: str | None = None,
+    ) -> SessionPage:
+        """One page of the sessions in scope that match the filters, newest ``updated_at`` first (one command).
+
+        ``metadata`` matches stored metadata fields by equality. Pass the page's ``next_cursor`` as
+        ``cursor``, with the same filters, for the next page. Expired sessions are never listed.
+        """
+        filters = SessionFilter.of(
+            user_id=user_id,
+            application_name=application_name,
+            metadata=metadata,
+            updated_after=updated_after,
+            updated_before=updated_before,
+        )
+        page_size = validate_page_size(limit)
+        clauses = self._listing_clauses(filters)
+        if cursor is not None:
+            clauses.append(after(*decode_cursor(cursor, filters)))
+        pipeline: list[Document] = [
+            {"$match": {"$and": clauses}},
+            {"$sort": NEWEST_FIRST},
+            {"$limit": page_size + 1},
+            *summary_stages(self._messages_collection_name),
+        ]
+        found = [summary(document) for document in self._collection.aggregate(pipeline)]
+        sessions, more = found[:page_size], len(found) > page_size
+        last = sessions[-1] if sessions else None
+        next_cursor = encode_cursor(last.updated_at, last.session_id, filters) if more and last else None
+        return SessionPage(sessions=sessions, next_cursor=next_cursor)
+
+    def count_sessions(
+        self,
+        *,
+        user_id: str | None = None,
+        application_name: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        updated_after: datetime | None = None,
+        updated_before: datetime | None = None,
+    ) -> int:
+        """How many sessions in scope match the filters of :meth:`list_sessions` (one command)."""
+        filters = SessionFilter.of(
+            user_id=user_id,
+            application_name=application_name,
+            metadata=metadata,
+            updated_after=updated_after,
+            updated_before=updated_before,
+        )
+        return self._collection.count_documents({"$and": self._listing_clauses(filters)})
+
+    def set_title(self, session_id: str, title: str) -> None:
+        """Give the session a title (it replaces the one taken from the first user message)."""
+        validate_session_id(session_id)
+        update = {"$set": {TITLE_FIELD: validate_title(title), UPDATED_AT_FIELD: now()}}
+        with self._snapshots.writing(session_id):
+            self._sessions.write(session_id, update, added_bytes=len(title.encode()))
+
+    def _listing_clauses(self, filters: SessionFilter) -> list[Document]:
+        """The repository's scope, the caller's filters, and "not expired"."""
+        scope = [{name: value} for name, value in self._sessions.scope.items()]
+        return [*scope, *filters.clauses(), live()]
 
     def _update_entry(self, session_id: str, path: str, fields: RawBSONDocument, expect: Expect) -> None:
         """Set ``fields`` in the existing entry at ``path``; raise :class:`SessionNotFoundError` if there is none."""
