@@ -189,7 +189,10 @@ def summary_stages(messages_collection: str) -> list[Document]:
                 "localField": "_id",
                 "foreignField": "session_id",
                 "let": {"generation": f"${GENERATION_FIELD}"},
-                "pipeline": [{"$match": {"$expr": {"$eq": [f"${GENERATION_FIELD}", "$$generation"]}}}, {"$count": "n"}],
+                "pipeline": [
+                    {"$match": {"$expr": {"$eq": [f"${GENERATION_FIELD}", "$$generation"]}}},
+                    {"$group": {"_id": None, "n": {"$sum": 1}}},
+                ],
                 "as": "split_messages",
             }
         },
