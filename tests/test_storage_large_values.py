@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,13 +24,14 @@ from typing import Any
 import pytest
 from pymongo import MongoClient
 from pymongo.database import Database
+from strands.types.exceptions import StorageError
 
 from mongodb_session_manager import MongoDBStorage
 from mongodb_session_manager._storage_gridfs import CHUNK_SIZE
 
 from command_counter import CommandCounter
 from storage_crash_child import value_of
-from storage_support import bucket_state
+from storage_support import bucket_state, fail_point
 
 Client = MongoClient[dict[str, Any]]
 Db = Database[dict[str, Any]]
@@ -166,6 +168,32 @@ async def test_sweep_removes_an_upload_cut_short_once_old_enough(
     assert await other.sweep(older_than=0) == 1
     assert bucket_state(mongo_db).clean
     assert await acme.read("kept") == value_of(LARGE)
+
+
+async def test_a_refused_commit_leaves_no_file_and_a_failed_cleanup_is_finished_later(
+    mongodb_uri: str, database_name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = f"storage-large-{uuid.uuid4().hex[:8]}"
+    client: Client = MongoClient(mongodb_uri, serverSelectionTimeoutMS=5000, appName=app, retryWrites=False)
+    try:
+        db = client[database_name]
+        storage = MongoDBStorage(client=client, database_name=database_name)
+        await storage.write("k", value_of(LARGE))
+        refusing = fail_point(client, {"failCommands": ["findAndModify"], "errorCode": 2, "appName": app})
+        with refusing, pytest.raises(StorageError):
+            await storage.write("k", value_of(LARGE + 1))
+        assert await storage.read("k") == value_of(LARGE)
+        assert bucket_state(db).clean  # the refused write's file was removed again
+
+        with fail_point(client, {"failCommands": ["delete"], "errorCode": 2, "appName": app}):
+            await storage.write("k", value_of(LARGE + 2))  # committed; removing the old file fails
+        assert "old GridFS file stays until the next write or delete" in caplog.text
+        assert await storage.read("k") == value_of(LARGE + 2)
+        assert len(bucket_state(db).retired) == 1
+        await storage.write("k", b"small")
+        assert bucket_state(db).clean
+    finally:
+        client.close()
 
 
 # -- SIGKILL ---------------------------------------------------------------------------------------

@@ -25,12 +25,16 @@ from __future__ import annotations
 
 import datetime
 import logging
+from collections.abc import Iterable, Iterator
+from itertools import islice
 from typing import Any
 
 import bson
 from bson import ObjectId
+from bson.errors import InvalidDocument
 from pymongo import ASCENDING, IndexModel, ReturnDocument
 from pymongo.collection import Collection
+from pymongo.errors import OperationFailure, PyMongoError, WriteConcernError
 
 from ._indexes import ensure_indexes
 from ._storage_gridfs import LargeValues
@@ -49,6 +53,8 @@ LIST_PAGE_SIZE = 5000
 """Keys per ``find`` when listing; each page is one command."""
 SEARCH_BATCH_SIZE = 10_000
 """Search results in the aggregation's first batch (key and score only: a few hundred KB)."""
+SWEEP_BATCH_SIZE = 500
+"""GridFS files ``sweep`` checks against their keys per ``find``."""
 READ_ATTEMPTS = 3
 """A read that finds its GridFS file being replaced looks at the key's document again."""
 EXPIRY_CLOCK_SKEW = datetime.timedelta(minutes=2)
@@ -88,6 +94,12 @@ def _now() -> datetime.datetime:
 def _visible(now: datetime.datetime) -> Document:
     """Documents that hold a value and have not expired (tombstones have no ``size``)."""
     return {SIZE: {"$exists": True}, EXPIRES_AT: {"$not": {"$lte": now}}}
+
+
+def _batches(items: Iterable[Document], size: int) -> Iterator[list[Document]]:
+    iterator = iter(items)
+    while batch := list(islice(iterator, size)):
+        yield batch
 
 
 def _retired_ids(document: Document | None) -> list[ObjectId]:
@@ -132,29 +144,31 @@ class StoredValues:
             self.large.ensure_indexes()
             fields["file"] = self.large.upload(key, encoded.stored, expires_at)
         replace = [{"$replaceWith": {"$mergeObjects": [{"$literal": fields}, {RETIRED: _RETIRED_WITH_PREVIOUS_FILE}]}}]
-        after = self.collection.find_one_and_update(
-            {"_id": key}, replace, {RETIRED: 1}, upsert=True, return_document=ReturnDocument.AFTER
-        )
+        try:
+            after = self.collection.find_one_and_update(
+                {"_id": key}, replace, {RETIRED: 1}, upsert=True, return_document=ReturnDocument.AFTER
+            )
+        except (OperationFailure, InvalidDocument) as error:
+            if "file" in fields and not isinstance(error, WriteConcernError):  # refused: nothing refers to the file
+                self.large.discard(fields["file"]["id"])
+            raise
         if after is None:  # MongoDB always returns an upserted document; SecantusDB may not under concurrent upserts
             after = self.collection.find_one({"_id": key}, {RETIRED: 1})
-        self._remove_retired(key, _retired_ids(after))
+        self._remove_retired_after_commit(key, after)
 
     def read(self, key: str) -> bytes | None:
         """The value of ``key``, or ``None``: one ``find`` (plus the chunks of a large value)."""
-        document: Document | None = None
         for _ in range(READ_ATTEMPTS):
-            now = _now()
-            document = self.collection.find_one({"_id": key, **_visible(now)}, _READ_PROJECTION)
+            document = self.collection.find_one({"_id": key, **_visible(_now())}, _READ_PROJECTION)
             if document is None:
                 return None
             value = self._value_of(document)
             if value is not None:
                 return value
             logger.debug("key %r: its GridFS file changed while it was read; reading again", key[:80])
-        assert document is not None
-        expires_at = document.get(EXPIRES_AT)
-        if expires_at is not None and expires_at <= _now() + EXPIRY_CLOCK_SKEW:
-            return None
+            expires_at = document.get(EXPIRES_AT)
+            if expires_at is not None and expires_at <= _now() + EXPIRY_CLOCK_SKEW:
+                return None  # the TTL monitor is removing it
         raise CorruptValueError("chunks of its GridFS file are missing")
 
     def delete(self, key: str) -> None:
@@ -166,7 +180,7 @@ class StoredValues:
         after = self.collection.find_one_and_update(
             {"_id": key}, tombstone, {RETIRED: 1}, return_document=ReturnDocument.AFTER
         )
-        self._remove_retired(key, _retired_ids(after))
+        self._remove_retired_after_commit(key, after)
 
     def list_keys(self, bounds: dict[str, str]) -> list[str]:
         """Stored keys within ``bounds``, in code-point order: one ``find`` per page of keys."""
@@ -207,16 +221,16 @@ class StoredValues:
         removed = 0
         for document in self.collection.find({"_id": bounds, RETIRED: {"$exists": True}}, {RETIRED: 1}):
             removed += self._remove_retired(document["_id"], _retired_ids(document))
-        files = self.large.uploaded_before(bounds, _now() - older_than)
-        current = {
-            document["_id"]: document.get("file", {}).get("id")
-            for document in self.collection.find(
-                {"_id": {"$in": list({file["filename"] for file in files})}}, {"file.id": 1}
-            )
-        }
-        unreferenced = [file["_id"] for file in files if current.get(file["filename"]) != file["_id"]]
-        self.large.remove(unreferenced)
-        return removed + len(unreferenced)
+        for files in _batches(self.large.uploaded_before(bounds, _now() - older_than), SWEEP_BATCH_SIZE):
+            owners = {file["filename"] for file in files}
+            current = {
+                document["_id"]: document.get("file", {}).get("id")
+                for document in self.collection.find({"_id": {"$in": list(owners)}}, {"file.id": 1})
+            }
+            unreferenced = [file["_id"] for file in files if current.get(file["filename"]) != file["_id"]]
+            self.large.remove(unreferenced)
+            removed += len(unreferenced)
+        return removed
 
     def _value_of(self, document: Document) -> bytes | None:
         """The decoded value of a key's document; ``None`` if its GridFS file is (being) removed."""
@@ -233,6 +247,13 @@ class StoredValues:
         except (KeyError, TypeError) as error:
             raise CorruptValueError(f"malformed document ({error})") from error
         return decode_value(stored, encoding, size)
+
+    def _remove_retired_after_commit(self, key: str, document: Document | None) -> None:
+        """Remove what a committed write or delete retired; a failure here is left to the next write or delete."""
+        try:
+            self._remove_retired(key, _retired_ids(document))
+        except PyMongoError as error:
+            logger.warning("key %r: its old GridFS file stays until the next write or delete (%s)", key[:80], error)
 
     def _remove_retired(self, key: str, retired: list[ObjectId]) -> int:
         """Delete the files ``key`` retired, then forget them (a tombstone left empty then expires)."""

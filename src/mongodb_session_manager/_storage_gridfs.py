@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime
 import logging
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from bson import ObjectId
@@ -92,7 +92,7 @@ class LargeValues:
                     ]
                 )
         except BaseException:
-            self._discard(file_id)
+            self.discard(file_id)
             raise
         return {"id": file_id, "length": len(stored)}
 
@@ -113,12 +113,13 @@ class LargeValues:
             self.chunks.delete_many({"files_id": {"$in": ids}})
             self.files.delete_many({"_id": {"$in": ids}})
 
-    def _discard(self, file_id: ObjectId) -> None:
+    def discard(self, file_id: ObjectId) -> None:
+        """Remove a file that nothing refers to, or leave it for ``MongoDBStorage.sweep`` if that fails."""
         try:
             self.remove([file_id])
         except PyMongoError:
             logger.warning("could not remove the partly written GridFS file %s; MongoDBStorage.sweep() will", file_id)
 
-    def uploaded_before(self, key_bounds: dict[str, str], cutoff: datetime.datetime) -> list[Document]:
+    def uploaded_before(self, key_bounds: dict[str, str], cutoff: datetime.datetime) -> Iterator[Document]:
         """``{_id, filename}`` of the files of keys within ``key_bounds`` uploaded before ``cutoff``."""
-        return list(self.files.find({"filename": key_bounds, "uploadDate": {"$lt": cutoff}}, {"filename": 1}))
+        return iter(self.files.find({"filename": key_bounds, "uploadDate": {"$lt": cutoff}}, {"filename": 1}))

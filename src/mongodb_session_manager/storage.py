@@ -20,6 +20,7 @@ from typing import Any, Self, TypeVar
 
 from bson.codec_options import CodecOptions
 from pymongo import MongoClient
+from pymongo.collection import Collection
 from strands.storage.storage import _NAMESPACED, StorageSearchResult
 from strands.types.exceptions import StorageError
 
@@ -31,6 +32,9 @@ from ._storage_search import query_tokens
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+_DETAIL_CHARS = 160
+"""How much of the underlying error's first line a ``StorageError`` message repeats (all of it is chained)."""
 
 DEFAULT_ORPHAN_AGE = datetime.timedelta(hours=1)
 """``sweep`` leaves alone a large-value upload younger than this: its writer may still be running."""
@@ -128,6 +132,11 @@ class MongoDBStorage:
         return self._client
 
     @property
+    def collection(self) -> Collection[dict[str, Any]]:
+        """The collection holding one document per key (large values also use ``<collection>.gridfs``)."""
+        return self._values.collection
+
+    @property
     def prefix(self) -> str:
         """The key prefix every operation is pinned under (``""`` or ending with ``/``)."""
         return self._space.prefix
@@ -191,10 +200,11 @@ class MongoDBStorage:
         """Delete GridFS files of this storage's keys that no key uses any more; return how many.
 
         Overwrites and deletes clean up after themselves, and a crash after a value was replaced
-        is cleaned up by the next write or delete of that key. What only this removes is an
-        upload cut short (its process died mid-write), once it is older than ``older_than``
-        (default one hour; a younger one may belong to a write still in progress). Run it
-        periodically, or once after a crash with ``older_than=0`` when nothing else is writing.
+        is cleaned up by the next write or delete of that key (this removes it too). What only
+        this removes is a file that was never committed: its process died mid-upload, or the
+        outcome of its commit was lost with the connection. It is removed once older than
+        ``older_than`` (default one hour; a younger one may belong to a write still in progress).
+        Run it periodically, or once after a crash with ``older_than=0`` when nothing is writing.
         """
         age = _as_timedelta(older_than, "older_than")
         return await self._run("sweep large values", self._values.sweep, self._space.bounds(), age)
@@ -230,7 +240,10 @@ class MongoDBStorage:
         except StorageError:
             raise
         except Exception as error:
-            raise StorageError(f"MongoDBStorage could not {action}: {type(error).__name__}") from error
+            detail = str(error).splitlines()[0][:_DETAIL_CHARS] if str(error) else ""
+            raise StorageError(
+                f"MongoDBStorage could not {action}: {type(error).__name__} {detail}".rstrip()
+            ) from error
 
     def _call(self, operation: Callable[..., T], *args: Any) -> T:
         self._values.ensure_indexes()
