@@ -416,7 +416,6 @@ CORPUS = {
     "session/s1/snapshot_latest.json": '{"messages": [{"text": "what mode is dark?"}]}',
     "offloader/tool-1_0": "A very long tool result about MongoDB sessions and Python.",
     "café/naïve.md": "Ünïcödé wörds: café crème, naïve résumé.",
-    "binary.bin": "\x00\x01 dark \xff mode",
     "conventions.md": "Conventions: python, uv, ruff; sessions in mongodb.",
 }
 QUERIES = [
@@ -439,9 +438,8 @@ async def test_search_ranks_like_strands_keyword_strategy(mongo_client: Client, 
     ours = MongoDBStorage(client=mongo_client, database_name=database_name)
     theirs = InMemoryStorage()
     for key, text in CORPUS.items():
-        data = text.encode("utf-8", errors="surrogateescape") if key != "binary.bin" else text.encode("latin-1")
-        await ours.write(key, data)
-        await theirs.write(key, data)
+        await ours.write(key, text.encode())
+        await theirs.write(key, text.encode())
 
     views: list[tuple[Any, Any]] = [
         (ours, theirs),
@@ -462,7 +460,7 @@ async def test_search_scores_on_the_server_and_transfers_no_values(
 ) -> None:
     storage, counter = counted
     for n in range(40):
-        await storage.write(f"doc-{n}", (f"needle {n} " + "hay " * 5000).encode())
+        await storage.write(f"doc-{n}", (f"needle {n} " + "hay " * 5000).encode())  # 20 KB each
     counter.reset()
     results = await storage.search("needle 7")
     assert [(r.key, r.score) for r in results[:1]] == [("doc-7", 2.0)]
@@ -471,10 +469,20 @@ async def test_search_scores_on_the_server_and_transfers_no_values(
     assert counter.reply_bytes() < 4000  # 40 values of 20 KB matched; only keys and scores came back
 
 
-async def test_search_sees_the_first_256_kib_of_a_value(storage: MongoDBStorage) -> None:
-    await storage.write("long.txt", b"early " + b"filler " * 40_000 + b"late")
+async def test_search_sees_the_first_64_kib_of_text_and_binary_values_by_their_key(
+    storage: MongoDBStorage, mongo_db: Db
+) -> None:
+    await storage.write("long.txt", b"early " + b"filler " * 10_000 + b"late")
+    await storage.write("image.png", b"\x89PNG\r\n\x1a\n dark mode \xff\xfe" + bytes(range(256)))
+    cut_character = b"a" + "Ü".encode() * 40_000  # the 64 KiB limit falls inside a character
+    await storage.write("cut.txt", cut_character)
+
     assert [r.key for r in await storage.search("early")] == ["long.txt"]
     assert await storage.search("late") == []
+    assert await storage.search("dark mode") == []  # not UTF-8: its bytes are not words
+    assert [r.key for r in await storage.search("image")] == ["image.png"]
+    tokens = visible_documents(mongo_db)["cut.txt"]["tokens"]
+    assert sorted(tokens) == ["a" + "ü" * 32_767, "cut"]
 
 
 async def test_search_refuses_a_query_that_is_not_text(storage: MongoDBStorage) -> None:

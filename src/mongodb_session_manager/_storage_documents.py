@@ -195,6 +195,7 @@ class StoredValues:
                     {"_id": 1},
                     sort=[("_id", ASCENDING)],
                     limit=LIST_PAGE_SIZE + 1,
+                    batch_size=LIST_PAGE_SIZE + 1,
                 )
             ]
             keys.extend(page[:LIST_PAGE_SIZE])

@@ -6,6 +6,10 @@ without the file extension, or in its content decoded as UTF-8, and results are 
 then by key. Instead of reading every value at search time, each write stores the value's tokens
 in ``tokens`` (multikey-indexed), and one aggregation matches and scores them on the server.
 
+Two bounds keep writes cheap, where Strands' scan has none: only a value's first 64 KiB are
+tokenised, and a value whose start is not UTF-8 text (an image, a compressed blob) contributes
+no tokens, so it is found by its key alone instead of by the noise its bytes happen to spell.
+
 Strands scores a key *relative to the storage it searches*, so a namespace view must not match a
 word that only occurs in its own prefix. Each token of the key is therefore stored with the
 deepest ``/`` segment it occurs in (``key_tokens``, only for tokens absent from the content), and
@@ -19,9 +23,9 @@ from typing import Any
 
 from strands.storage.search.keyword import STOP_WORDS, tokenize
 
-SEARCH_TEXT_BYTES = 256 * 1024
-"""Only a value's first 256 KiB are tokenised (a word cut at the limit is dropped): search finds
-what a value starts with. Tokenising costs about 15 to 60 ns per byte on every write."""
+SEARCH_TEXT_BYTES = 64 * 1024
+"""Only a value's first 64 KiB are tokenised (a word cut at the limit is dropped). Tokenising
+costs 15 to 60 ns per byte, and every distinct token is an index entry."""
 
 TOKENS = "tokens"
 KEY_TOKENS = "key_tokens"
@@ -45,14 +49,20 @@ _WHITESPACE = re.compile(rb"\s")
 
 
 def _text_tokens(data: bytes) -> set[str]:
+    """The tokens of the value's first 64 KiB if they are UTF-8 text, else none."""
     head = data[:SEARCH_TEXT_BYTES]
     if len(data) > SEARCH_TEXT_BYTES and not _WHITESPACE.match(data, SEARCH_TEXT_BYTES):
         last_space = max(head.rfind(b" "), head.rfind(b"\n"), head.rfind(b"\t"))
-        if last_space > 0:
-            head = head[:last_space]
+        head = head[:last_space] if last_space > 0 else head
     if head.isascii():
         return {token.decode("ascii") for token in head.translate(_ASCII_WORDS).split()}
-    return tokenize(head.decode("utf-8", errors="replace"))
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as error:
+        if len(head) == len(data) or error.start < len(head) - 3:
+            return set()  # not text
+        text = head[: error.start].decode("utf-8")  # the limit cut a character in two
+    return tokenize(text)
 
 
 def _key_tokens(full_key: str) -> dict[str, int]:

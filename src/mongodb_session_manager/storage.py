@@ -169,8 +169,9 @@ class MongoDBStorage:
         """Keys ranked by how many distinct words of ``query`` their key or value contains, best first.
 
         Scores and order are those of Strands' ``KeywordSearchStrategy`` (the default ``search``
-        of Strands' backends), computed on the server from tokens stored at write time; a value's
-        first 256 KiB are searchable. Results carry ``data=None``.
+        of Strands' backends), computed on the server from tokens stored at write time. A value is
+        found by its key and by the words of its first 64 KiB of UTF-8 text (a value that is not
+        text, such as an image, by its key alone). Results carry ``data=None``.
         """
         if not isinstance(query, str):
             raise StorageError(f"Storage search query must be a str, not {type(query).__name__}")
