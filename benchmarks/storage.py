@@ -113,8 +113,10 @@ async def fill(storage: Storage, keys: list[str], size: int) -> None:
         await asyncio.gather(*(storage.write(key, value_of(first + n, size)) for n, key in enumerate(batch)))
 
 
-async def operations(storage: Storage, counter: CommandCounter | None, args: argparse.Namespace) -> dict[str, Any]:
-    """The protocol's operations on one backend."""
+async def operations(
+    storage: Storage, filler: Storage, counter: CommandCounter | None, args: argparse.Namespace
+) -> dict[str, Any]:
+    """The protocol's operations on one backend; ``filler`` (the same store) writes what is listed and searched."""
     timer, value = Timer(counter), value_of(0, args.value_bytes)
     figures: dict[str, Any] = {}
     await storage.write("warm-up", value)  # MongoDB creates its indexes here
@@ -124,13 +126,13 @@ async def operations(storage: Storage, counter: CommandCounter | None, args: arg
     figures["read, missing key"] = await timer.run(args.repeats, lambda n: storage.read(f"missing/{n}"))
     figures["delete"] = await timer.run(args.repeats, lambda n: storage.delete(f"ops/{n}"))
     for size in args.list_sizes:
-        await fill(storage, [f"list{size}/{n:06d}" for n in range(size)], 100)
+        await fill(filler, [f"list{size}/{n:06d}" for n in range(size)], 100)
         keys = await storage.list(f"list{size}/")
         assert len(keys) == size, (size, len(keys))
         figures[f"list, {size:,} keys"] = await timer.run(
             args.list_repeats, lambda n, s=size: storage.list(f"list{s}/")
         )
-    await fill(storage, [f"search/fact-{n:06d}.md" for n in range(args.search_values)], 200)
+    await fill(filler, [f"search/fact-{n:06d}.md" for n in range(args.search_values)], 200)
     view = storage.namespace("search")
     found = len(await view.search(QUERY))
     figures[f"search, {args.search_values:,} values"] = {
@@ -238,30 +240,36 @@ def main() -> None:
     args = parse_args(__doc__ or "", parser)
     args.list_sizes = [int(size) for size in args.list_sizes.split(",")]
 
-    results: dict[str, Any] = {"operations": {}, "snapshots": {}}
+    results: dict[str, Any] = {"sessions": {}, "snapshots": {}, "operations": {}}
     with mongodb_server(args.uri) as (uri, server), tempfile.TemporaryDirectory() as directory:
         counter = CommandCounter()
         client: Client = MongoClient(uri, event_listeners=[counter])
+        # Writes only done to set up list and search, without retryable-write records: SecantusDB slows
+        # down with every retryable write it has taken recently (benchmarks/server_writes.py), mongod does not.
+        filling_client: Client = MongoClient(uri, retryWrites=False)
         database_name = unique_database("storage")
         try:
+            results["sessions"] = sessions(client, counter, database_name, args)
             progress = Progress(len(BACKENDS), "backends")
             for backend in BACKENDS:
                 storage: Storage
+                filler: Storage
                 if backend == "MongoDBStorage":
                     storage = MongoDBStorage(client=client, database_name=database_name)
+                    filler = MongoDBStorage(client=filling_client, database_name=database_name)
                 elif backend == "LocalFileStorage":
-                    storage = LocalFileStorage(directory)
+                    storage = filler = LocalFileStorage(directory)
                 else:
-                    storage = InMemoryStorage()
+                    storage = filler = InMemoryStorage()
                 backend_counter = counter if backend == "MongoDBStorage" else None
-                results["operations"][backend] = asyncio.run(operations(storage, backend_counter, args))
                 results["snapshots"][backend] = asyncio.run(snapshots(storage, backend_counter, args))
+                results["operations"][backend] = asyncio.run(operations(storage, filler, backend_counter, args))
                 progress.advance()
             progress.close()
-            results["sessions"] = sessions(client, counter, database_name, args)
         finally:
             client.drop_database(database_name)
             client.close()
+            filling_client.close()
 
     tables = print_tables(results, args, server)
     parameters = {

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from pymongo import MongoClient
 from pymongo.database import Database
-from pymongo.errors import OperationFailure, ServerSelectionTimeoutError
+from pymongo.errors import InvalidName, OperationFailure, ServerSelectionTimeoutError
 from strands.storage import InMemoryStorage, LocalFileStorage, Storage
 from strands.storage.storage import _NAMESPACED, _NamespacedStorage, _normalize_key, _normalize_prefix
 from strands.types.exceptions import StorageError
@@ -556,3 +556,19 @@ async def test_local_file_storage_fails_on_the_keys_mongodb_storage_refuses(
         for backend in (storage, files):
             with pytest.raises(StorageError):
                 await backend.write(key, b"x")
+
+
+def test_an_invalid_collection_name_closes_the_client_it_opened(
+    mongodb_uri: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    released: list[Client] = []
+    release = MongoDBStorage._release_client
+
+    def recording_release(self: MongoDBStorage) -> None:
+        released.append(self.client)
+        release(self)
+
+    monkeypatch.setattr(MongoDBStorage, "_release_client", recording_release)
+    with pytest.raises(InvalidName):
+        MongoDBStorage(mongodb_uri, collection_name="$bad")
+    assert len(released) == 1

@@ -69,7 +69,8 @@ class MongoDBStorage:
       ``prefix`` pins every operation under ``<prefix>/``: keys are read, written, listed, searched
       and deleted only there, whatever they contain. ``namespace(prefix)`` returns a view nested
       further, sharing the client.
-    - **Costs**: ``read``, ``write`` (an upsert) and ``delete`` are one command each; ``list`` is one
+    - **Costs**: ``read``, ``write`` (an upsert) and ``delete`` are one command each (a large value
+      adds its GridFS commands); ``list`` is one
       ``find`` per 5,000 keys (an ``_id`` range, in code-point order); ``search`` is one
       ``aggregate`` that scores on the server and transfers keys and scores only (results carry
       ``data=None``; read the keys you need).
@@ -109,11 +110,15 @@ class MongoDBStorage:
         if not isinstance(compress, bool):
             raise ValueError(f"compress must be a bool, not {type(compress).__name__}")
         self._client, self._owns_client = self._open_client(connection_string, client, client_kwargs)
-        database = self._client.get_database(
-            database_name, codec_options=CodecOptions(tz_aware=True, tzinfo=datetime.UTC)
-        )
-        self._values = StoredValues(database[collection_name], compress=compress, expire_after=expiry)
         self._space = space
+        try:
+            database = self._client.get_database(
+                database_name, codec_options=CodecOptions(tz_aware=True, tzinfo=datetime.UTC)
+            )
+            self._values = StoredValues(database[collection_name], compress=compress, expire_after=expiry)
+        except BaseException:
+            self.close()
+            raise
 
     @staticmethod
     def _open_client(
