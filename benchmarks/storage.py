@@ -122,6 +122,8 @@ async def operations(
     await storage.write("warm-up", value)  # MongoDB creates its indexes here
     figures["write, new key"] = await timer.run(args.repeats, lambda n: storage.write(f"ops/{n}", value))
     figures["write, overwrite"] = await timer.run(args.repeats, lambda n: storage.write("ops/0", value))
+    binary = random.Random(0).randbytes(args.value_bytes)  # not UTF-8: no search tokens, no index entries
+    figures["write, new key, binary value"] = await timer.run(args.repeats, lambda n: storage.write(f"bin/{n}", binary))
     figures["read"] = await timer.run(args.repeats, lambda n: storage.read(f"ops/{n}"))
     figures["read, missing key"] = await timer.run(args.repeats, lambda n: storage.read(f"missing/{n}"))
     figures["delete"] = await timer.run(args.repeats, lambda n: storage.delete(f"ops/{n}"))

@@ -163,6 +163,7 @@ def test_storage_benchmark_counts_the_commands_of_every_operation(
     assert {name: figures["commands"] for name, figures in operations.items()} == {
         "write, new key": ["findAndModify"],
         "write, overwrite": ["findAndModify"],
+        "write, new key, binary value": ["findAndModify"],
         "read": ["find"],
         "read, missing key": ["find"],
         "delete": ["findAndModify"],
