@@ -5,6 +5,8 @@ here (1,000 in the benchmark): the command counts are the same, only the bytes d
 premise of ``benchmarks/growth.py`` (every compared turn does the same work) is checked too.
 """
 
+import argparse
+import asyncio
 import importlib
 import sys
 import uuid
@@ -16,7 +18,7 @@ from pymongo import MongoClient
 from strands import Agent
 from strands.agent.conversation_manager import NullConversationManager
 
-from mongodb_session_manager import MongoDBSessionManager, MongoDBSessionRepository
+from mongodb_session_manager import MongoDBSessionManager, MongoDBSessionRepository, MongoDBStorage
 
 from command_counter import CommandCounter
 from scripted_model import ScriptedModel
@@ -26,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 commands = importlib.import_module("commands")
 growth = importlib.import_module("growth")
 server_writes = importlib.import_module("server_writes")
+storage_benchmark = importlib.import_module("storage")
 
 RESUME_MESSAGES = 200
 WINDOW = 40
@@ -148,3 +151,34 @@ def test_server_writes_times_every_insert_and_leaves_nothing_behind(
     assert len(seconds) == 5
     assert all(value > 0 for value in seconds)
     assert not [name for name in mongo_client.list_database_names() if name.startswith("bench_server_writes_")]
+
+
+def test_storage_benchmark_counts_the_commands_of_every_operation(
+    counting_client: tuple[MongoClient[dict[str, Any]], CommandCounter], database_name: str
+) -> None:
+    """``benchmarks/storage.py`` with tiny parameters: the commands it reports are the library's budgets."""
+    client, counter = counting_client
+    args = argparse.Namespace(repeats=2, list_repeats=1, value_bytes=100, list_sizes=[3, 7], search_values=12, turns=2)
+    storage = MongoDBStorage(client=client, database_name=database_name)
+    operations = asyncio.run(storage_benchmark.operations(storage, storage, counter, args))
+    assert {name: figures["commands"] for name, figures in operations.items()} == {
+        "write, new key": ["findAndModify"],
+        "write, overwrite": ["findAndModify"],
+        "write, new key, binary value": ["findAndModify"],
+        "read": ["find"],
+        "read, missing key": ["find"],
+        "delete": ["findAndModify"],
+        "list, 3 keys": ["find"],
+        "list, 7 keys": ["find"],
+        "search, 12 values": ["aggregate"],
+    }
+    snapshots = asyncio.run(storage_benchmark.snapshots(storage, counter, args))
+    assert (snapshots["save"]["commands"], snapshots["resume"]["commands"]) == (["findAndModify"], ["find"])
+
+    sessions = storage_benchmark.sessions(client, counter, database_name, args)
+    assert {kind: (figures["commands_per_turn"], figures["resume_commands"]) for kind, figures in sessions.items()} == {
+        "message log, embedded": (2, ["aggregate"]),
+        "message log, split": (2, ["find", "find"]),
+        "snapshots, MongoDBStorage": (1, ["find"]),
+        "snapshots, LocalFileStorage": (0, []),
+    }

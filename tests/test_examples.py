@@ -1,5 +1,6 @@
 """The script examples run offline and store what they say they store."""
 
+import json
 import re
 from collections.abc import Callable
 from typing import Any
@@ -84,3 +85,31 @@ def test_performance_example(
     for session in sessions:
         assert [m["message"]["role"] for m in session["agents"]["default"]["messages"]] == ["user", "assistant"]
     assert "Read back from MongoDB after each request: 12 sessions, 24 messages" in out
+
+
+def test_snapshot_storage_example(
+    run_example: Callable[..., str], database_name: str, mongo_db: Database[dict[str, Any]]
+) -> None:
+    out = run_example("example_snapshot_storage", "--database", database_name, "--crash-after", "2")
+
+    assert "Model: ScriptedModel" in out
+    process_1, process_2 = out.split("Process 2 (pid")
+    assert "assistant > Noted: I live in Lisbon." in process_1
+    assert "crashes after turn 2: os._exit, nothing closed]" in process_1
+    assert "I have a cat called Miso." not in out  # process 1 died before turn 3
+    assert "MongoDB holds 3 keys under session/snapshot-demo/" in process_2
+    resumed, rewound = process_2.split("Time travel:")
+    assert "assistant > You told me: My name is Ada. I live in Lisbon." in resumed
+    assert "assistant > You told me: My name is Ada.\n" in rewound
+    assert re.search(r"Checkpoint [0-9a-f-]{36} is unchanged: True", rewound)
+
+    prefix = "session/snapshot-demo/scopes/agent/default/snapshots/"
+    keys = sorted(d["_id"] for d in mongo_db["storage"].find({"size": {"$exists": True}}))
+    assert [key.removeprefix(prefix).split("_")[0] for key in keys] == ["immutable"] * 4 + ["snapshot"]
+    latest = json.loads(mongo_db["storage"].find_one({"_id": f"{prefix}snapshot_latest.json"})["value"])  # type: ignore[index]
+    assert [m["content"][0]["text"] for m in latest["data"]["messages"]] == [
+        "My name is Ada.",
+        "Noted: My name is Ada.",
+        "What do you know about me?",
+        "You told me: My name is Ada.",
+    ]

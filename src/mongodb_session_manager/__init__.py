@@ -1,4 +1,4 @@
-"""MongoDB session persistence for Strands Agents.
+"""MongoDB session persistence for Strands Agents, and a MongoDB backend for Strands' ``Storage``.
 
 Typed errors live in :mod:`mongodb_session_manager.errors`.
 """
@@ -14,12 +14,14 @@ from .mongodb_session_factory import (
 )
 from .mongodb_session_manager import MongoDBSessionManager, create_mongodb_session_manager
 from .mongodb_session_repository import MongoDBSessionRepository
+from .storage import MongoDBStorage
 
 __all__ = [
     "MongoDBConnectionPool",
     "MongoDBSessionManager",
     "MongoDBSessionManagerFactory",
     "MongoDBSessionRepository",
+    "MongoDBStorage",
     "SessionPage",
     "SessionSummary",
     "__version__",
