@@ -142,6 +142,7 @@ def test_it_refuses_when_no_session_owns_anything(
     mongodb_uri: str, mongo_db: Db, database_name: str, left_behind: dict[str, Any], capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A wrong --collection makes every message look left behind: nothing is deleted without --force."""
+    mongo_db.create_collection("chats")  # another application's (empty) session collection
     command = ["cleanup", "--uri", mongodb_uri, "--database", database_name]
     wrong = [*command, "--collection", "chats", "--messages-collection", "sessions_messages"]
 
@@ -156,22 +157,9 @@ def test_it_refuses_when_no_session_owns_anything(
 
 
 def test_a_missing_messages_collection_means_nothing_to_do(
-    mongodb_uri: str, database_name: str, capsys: pytest.CaptureFixture[str]
+    mongodb_uri: str, mongo_client: Client, database_name: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    store_session(MongoDBSessionRepository(client=mongo_client, database_name=database_name), "embedded", range(1))
+
     assert main(["cleanup", "--uri", mongodb_uri, "--database", database_name]) == 0
-    assert "sessions_messages does not exist" in capsys.readouterr().out
-
-
-@pytest.mark.parametrize("uri", ["mongodb://127.0.0.1:1/?serverSelectionTimeoutMS=200", "mongodb://host:notaport"])
-def test_an_unreachable_server_or_a_bad_uri_fails_with_a_message(uri: str, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["cleanup", "--uri", uri, "--database", "any"]) == 1
-    assert "error:" in capsys.readouterr().err
-
-
-def test_without_a_uri_it_says_how_to_give_one(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    monkeypatch.delenv("MONGODB_URI", raising=False)
-
-    assert main(["cleanup", "--database", "any"]) == 2
-    assert "--uri" in capsys.readouterr().err
+    assert "sessions_messages does not exist: nothing to delete" in capsys.readouterr().out

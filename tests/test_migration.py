@@ -4,31 +4,36 @@ import os
 import subprocess
 import sys
 import threading
-import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from pymongo import MongoClient
+from pymongo import MongoClient, monitoring
 from pymongo.database import Database
 from strands import Agent
-from strands.agent.conversation_manager import SlidingWindowConversationManager
+from strands.agent.conversation_manager import NullConversationManager, SlidingWindowConversationManager
 from strands.types.session import Session, SessionType
 
+import mongodb_session_manager.migration as migration
 from mongodb_session_manager import MongoDBSessionManager, MongoDBSessionRepository
 from mongodb_session_manager.errors import LayoutMismatchError, MongoDBSessionError
 from mongodb_session_manager.migration import migrate_to_split
 
 from helpers import converse
 from scripted_model import ScriptedModel
-from stored_sessions import StoredSessions
+from stored_sessions import MESSAGES, StoredSessions
 
 Db = Database[dict[str, Any]]
 Client = MongoClient[dict[str, Any]]
 
 
-def resume(client: Client, database_name: str, session_id: str, layout: str, agent_id: str = "default") -> Agent:
+def resume(
+    client: Client, database_name: str, session_id: str, layout: str, agent_id: str = "default", **agent_kwargs: Any
+) -> Agent:
     manager = MongoDBSessionManager(session_id, client=client, database_name=database_name, layout=layout)
-    return Agent(model=ScriptedModel.echo(), session_manager=manager, callback_handler=None, agent_id=agent_id)
+    return Agent(
+        model=ScriptedModel.echo(), session_manager=manager, callback_handler=None, agent_id=agent_id, **agent_kwargs
+    )
 
 
 def run_cli(mongodb_uri: str, database_name: str, *extra: str) -> subprocess.CompletedProcess[str]:
@@ -182,33 +187,187 @@ def test_duplicate_message_ids_in_the_source_are_reported_not_merged(
     assert mongo_db["sessions"].find_one({"_id": "plain"}) == before
 
 
+def underlying(error: BaseException) -> BaseException:
+    """The library error behind Strands' wrapping (an append inside the event loop is wrapped)."""
+    cause = getattr(error, "original_exception", None) or error.__cause__
+    return underlying(cause) if cause is not None and not isinstance(error, MongoDBSessionError) else error
+
+
 def test_no_acknowledged_message_is_lost_while_a_live_writer_keeps_appending(
     mongo_client: Client, mongo_db: Db, database_name: str
 ) -> None:
-    agent = converse(mongo_client, database_name, "live", 50)
+    """A real writer thread appending as fast as it can; the outcome does not depend on the timing.
+
+    Each of its turns is two appends, so every attempt the writer spoils finds new messages to copy
+    and the migration keeps trying: at most one attempt per append (2 x TURNS + 1 < MAX_ATTEMPTS).
+    Once the session is split, the writer's next append is refused, and everything acknowledged
+    before is in the split store.
+    """
+    turns = 30
+    agent = converse(mongo_client, database_name, "live", 20, conversation_manager=NullConversationManager())
     acknowledged = [len(agent.messages)]
-    done = threading.Event()
+    refused: list[BaseException] = []
+    writing, migrated = threading.Event(), threading.Event()
 
     def keep_talking() -> None:
-        turn = 0
-        while not done.is_set():
+        for turn in range(turns + 1):
+            if turn == turns:
+                migrated.wait(60)  # one more turn, after the migration: it must be refused
             try:
                 agent(f"more {turn}")
-            except MongoDBSessionError:
-                return  # the session moved to the split layout (or this Agent went stale)
+            except Exception as error:  # inspected below
+                refused.append(underlying(error))
+                return
             acknowledged.append(len(agent.messages))
-            turn += 1
-            time.sleep(0.05)  # a fast user: the migration has to catch a quiet moment between turns
+            writing.set()
 
     writer = threading.Thread(target=keep_talking)
     writer.start()
     try:
-        report = migrate_to_split(mongo_db, max_attempts=50)
+        assert writing.wait(60)
+        report = migrate_to_split(mongo_db)
     finally:
-        done.set()
-        writer.join(timeout=30)
+        migrated.set()
+        writer.join(60)
 
+    assert not writer.is_alive()
     assert report.failed == {}
+    assert report.migrated == 1
+    assert len(refused) == 1, refused
+    assert isinstance(refused[0], LayoutMismatchError), refused
     stored = StoredSessions(mongo_db, "split").message_ids("live", "default")
     assert stored == list(range(len(stored)))
-    assert len(stored) >= acknowledged[-1]
+    # everything acknowledged, plus at most the user message of the refused turn (stored before the switch)
+    assert acknowledged[-1] <= len(stored) <= acknowledged[-1] + 1
+    resumed = resume(
+        mongo_client, database_name, "live", "split", conversation_manager=NullConversationManager()
+    ).messages
+    assert resumed == agent.messages[: len(resumed)]
+
+
+class CountingCopies(monitoring.CommandListener):
+    """Counts the message documents written to ``sessions_messages`` (one per ReplaceOne)."""
+
+    def __init__(self) -> None:
+        self.written = 0
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if event.command_name == "update" and event.command.get("update") == MESSAGES:
+            self.written += len(event.command["updates"])
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+@pytest.fixture
+def counted_db(mongodb_uri: str, database_name: str) -> Iterator[tuple[Db, CountingCopies]]:
+    copies = CountingCopies()
+    client: Client = MongoClient(mongodb_uri, event_listeners=[copies])
+    try:
+        yield client[database_name], copies
+    finally:
+        client.close()
+
+
+def test_a_session_changed_between_every_copy_and_switch_converges_copying_only_what_changed(
+    mongo_client: Client, database_name: str, counted_db: tuple[Db, CountingCopies], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A writer takes a turn exactly between the copy and the switch, in more attempts than the old limit of 3."""
+    spoiled_attempts = 10
+    agent = converse(mongo_client, database_name, "busy", 20, conversation_manager=NullConversationManager())
+    original = migration._copy_agent
+    attempts: list[int] = []
+
+    def copy_then_a_turn(*args: Any) -> int:
+        count = original(*args)
+        attempts.append(count)
+        if len(attempts) <= spoiled_attempts:
+            agent(f"between copy and switch {len(attempts)}")  # two appends: the switch will not apply
+        return count
+
+    monkeypatch.setattr(migration, "_copy_agent", copy_then_a_turn)
+    database, copies = counted_db
+
+    report = migrate_to_split(database)
+
+    assert report.failed == {}
+    assert report.migrated == 1
+    assert attempts == [40 + 2 * n for n in range(spoiled_attempts + 1)]  # each attempt saw the new turn
+    assert copies.written == 40 + 2 * spoiled_attempts  # each message copied once: only what changed
+    assert StoredSessions(database, "split").message_ids("busy", "default") == list(range(40 + 2 * spoiled_attempts))
+    resumed = resume(mongo_client, database_name, "busy", "split", conversation_manager=NullConversationManager())
+    assert resumed.messages == agent.messages
+    with pytest.raises(LayoutMismatchError):
+        agent("one more, embedded")
+
+
+def test_a_writer_that_never_stops_is_given_up_on_after_max_attempts_leaving_the_session_embedded(
+    mongo_client: Client, mongo_db: Db, database_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    agent = converse(mongo_client, database_name, "endless", 2)
+    original = migration._copy_agent
+
+    def copy_then_a_turn(*args: Any) -> int:
+        count = original(*args)
+        agent("again")
+        return count
+
+    monkeypatch.setattr(migration, "_copy_agent", copy_then_a_turn)
+
+    report = migrate_to_split(mongo_db, max_attempts=5)
+
+    assert "kept changing while being migrated (5 attempts)" in report.failed["endless"]
+    assert report.still_embedded == 1
+    assert StoredSessions(mongo_db, "embedded").message_ids("endless", "default") == list(range(4 + 2 * 5))
+    assert len(resume(mongo_client, database_name, "endless", "embedded").messages) == 4 + 2 * 5
+
+
+def test_changes_to_state_only_stall_the_migration_after_three_attempts(
+    mongo_client: Client, mongo_db: Db, database_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    converse(mongo_client, database_name, "restless", 2)
+    repository = MongoDBSessionRepository(client=mongo_client, database_name=database_name)
+    original = migration._copy_agent
+    attempts: list[int] = []
+
+    def copy_then_change_metadata(*args: Any) -> int:
+        count = original(*args)
+        attempts.append(count)
+        repository.update_metadata("restless", {"seen": len(attempts)})  # no message changes
+        return count
+
+    monkeypatch.setattr(migration, "_copy_agent", copy_then_change_metadata)
+
+    report = migrate_to_split(mongo_db)
+
+    assert len(attempts) == 1 + migration.STALLED_ATTEMPTS
+    assert "the last 3 without a new or changed message" in report.failed["restless"]
+    assert StoredSessions(mongo_db, "embedded").message_ids("restless", "default") == [0, 1, 2, 3]
+
+
+def test_copies_removed_between_attempts_are_copied_again(
+    mongo_client: Client, mongo_db: Db, database_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Copying only what changed must not trust copies someone removed meanwhile."""
+    agent = converse(mongo_client, database_name, "s1", 3)
+    original = migration._copy_agent
+    attempts: list[int] = []
+
+    def copy_then_lose_a_copy_and_take_a_turn(*args: Any) -> int:
+        count = original(*args)
+        attempts.append(count)
+        if len(attempts) == 1:
+            mongo_db[MESSAGES].delete_one({"session_id": "s1", "message_id": 0})
+            agent("a turn, so the switch does not apply")
+        return count
+
+    monkeypatch.setattr(migration, "_copy_agent", copy_then_lose_a_copy_and_take_a_turn)
+
+    report = migrate_to_split(mongo_db)
+
+    assert report.failed == {}
+    assert attempts == [6, 8]
+    assert StoredSessions(mongo_db, "split").message_ids("s1", "default") == list(range(8))

@@ -37,7 +37,7 @@ class ProgressBar:
         self._stream.flush()
 
     def _draw(self) -> None:
-        fraction = self.done / self.total if self.total else 1.0
+        fraction = min(self.done / self.total, 1.0) if self.total else 1.0  # items added meanwhile overshoot
         if not self._interactive:
             tenth = int(fraction * 10)
             if tenth == self._last_tenth:

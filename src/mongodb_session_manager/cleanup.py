@@ -12,6 +12,10 @@ without an owner now never get one. Both reads go to the primary, so they cannot
 older state. Messages the migration copied for a session that is still embedded are owned (the
 session document has their generation), so they are kept. Messages without a ``session_id`` were
 not written by this library and are left alone.
+
+Both functions validate the names first and refuse a messages collection that holds documents
+which are not messages (a wrong ``--messages-collection``, such as the session collection):
+:class:`ForeignDocumentsError`, nothing deleted.
 """
 
 from collections.abc import Callable
@@ -22,8 +26,11 @@ from pymongo import ReadPreference
 from pymongo.collection import Collection
 from pymongo.database import Database
 
-from ._schema import GENERATION_FIELD, Document, default_messages_collection_name
-from .errors import MongoDBSessionError
+from ._schema import GENERATION_FIELD, Document
+from ._target_collections import checked_names, require_messages
+from .errors import ForeignDocumentsError, MongoDBSessionError
+
+__all__ = ["CleanupRefusedError", "ForeignDocumentsError", "LeftBehind", "find_left_behind", "remove_left_behind"]
 
 OWNER_BATCH = 500
 """Session ids looked up per query."""
@@ -62,8 +69,11 @@ def find_left_behind(
 
     ``collection_name`` must be the session collection the application writes those messages for:
     against another one, every message looks left behind (``remove_left_behind`` refuses that).
+    Raises :class:`InvalidIdentifierError` for an invalid name and :class:`ForeignDocumentsError`
+    when the messages collection holds documents that are not messages.
     """
-    messages = _on_primary(database, messages_collection_name or default_messages_collection_name(collection_name))
+    messages = _on_primary(database, checked_names(database, collection_name, messages_collection_name))
+    require_messages(messages)
     owner = {"session_id": "$session_id", "generation": {"$ifNull": [f"${GENERATION_FIELD}", None]}}
     counts: dict[Owner, int] = {}
     for row in messages.aggregate([{"$group": {"_id": owner, "count": {"$sum": 1}}}], allowDiskUse=True):
@@ -100,13 +110,15 @@ def remove_left_behind(
     deleted sessions appended since. Raises :class:`CleanupRefusedError`, deleting nothing, when no
     group was owned (unless ``even_if_nothing_is_owned``): that is what a wrong session collection
     looks like. ``on_owner_done`` gets the number deleted for each group (for a progress bar).
+    Raises, deleting nothing, what :func:`find_left_behind` raises for the names and the collection.
     """
+    messages = _on_primary(database, checked_names(database, collection_name, messages_collection_name))
+    require_messages(messages)
     if left_behind.counts and not left_behind.owned_groups and not even_if_nothing_is_owned:
         raise CleanupRefusedError(
             f"no session in {database.name}.{collection_name} owns any of the {left_behind.message_count} stored "
             "messages; check the session collection name"
         )
-    messages = database[messages_collection_name or default_messages_collection_name(collection_name)]
     deleted = 0
     for session_id, generation in left_behind.counts:
         count = messages.delete_many({"session_id": session_id, GENERATION_FIELD: generation}).deleted_count

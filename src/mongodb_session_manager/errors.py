@@ -5,6 +5,8 @@ Every error subclasses :class:`MongoDBSessionError`, which itself subclasses Str
 pymongo's own errors (timeouts, network failures) are never swallowed: they propagate as they are.
 """
 
+from typing import Any
+
 from strands.types.exceptions import SessionException
 
 
@@ -124,3 +126,20 @@ class FactoryNotInitializedError(MongoDBSessionError, RuntimeError):
 
 class FactoryAlreadyInitializedError(MongoDBSessionError, RuntimeError):
     """``initialize_global_factory()`` was called while a global factory is open."""
+
+
+class ForeignDocumentsError(MongoDBSessionError, ValueError):
+    """A collection holds documents this library did not write there: most likely the wrong collection.
+
+    Raised before anything is written; nothing was changed.
+    """
+
+    def __init__(self, namespace: str, expected: str, example_id: Any) -> None:
+        """Name the collection, what it should hold and one document that is not that."""
+        self.namespace = namespace
+        self.example_id = example_id
+        super().__init__(
+            f"{namespace} holds documents that are not {expected} of this library "
+            f"(for example _id {excerpt(example_id)}); "
+            "nothing was changed"
+        )
