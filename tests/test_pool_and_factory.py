@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 import pytest
 from pymongo import MongoClient, monitoring
 from pymongo.database import Database
-from pymongo.errors import ConfigurationError, InvalidOperation, ServerSelectionTimeoutError
+from pymongo.errors import InvalidOperation, ServerSelectionTimeoutError
 from strands import Agent
 
 from mongodb_session_manager import (
@@ -37,6 +37,7 @@ from mongodb_session_manager import (
 from mongodb_session_manager.errors import (
     FactoryAlreadyInitializedError,
     FactoryNotInitializedError,
+    InvalidArgumentError,
     MongoDBSessionError,
 )
 from mongodb_session_manager.mongodb_connection_pool import masked_settings
@@ -489,13 +490,13 @@ def test_repository_and_manager_leave_a_borrowed_client_open(mongodb_uri: str, d
 def test_client_and_client_options_are_exclusive(
     cls: type[Any], mongodb_uri: str, mongo_client: Client, database_name: str
 ) -> None:
-    with pytest.raises(ValueError, match="only apply when no client"):
+    with pytest.raises(InvalidArgumentError, match="only apply without one"):
         cls(client=mongo_client, connection_string=mongodb_uri, database_name=database_name)
-    with pytest.raises(ValueError, match="only apply when no client"):
+    with pytest.raises(InvalidArgumentError, match="only apply without one"):
         cls(client=mongo_client, database_name=database_name, maxPoolSize=5)
-    with pytest.raises(ValueError, match="either connection_string or client"):
+    with pytest.raises(InvalidArgumentError, match="either connection_string or client"):
         cls(database_name=database_name)
-    with pytest.raises(ValueError, match="either connection_string or client"):
+    with pytest.raises(InvalidArgumentError, match="either connection_string or client"):
         MongoDBSessionManager("s", database_name=database_name)
     assert not MongoDBConnectionPool.is_open()
     assert database_name not in mongo_client.list_database_names()  # nothing was written anywhere
@@ -625,9 +626,9 @@ def test_per_conversation_managers_share_one_client_and_the_last_close_closes_it
 def test_failed_acquire_does_not_poison_the_pool(mongodb_uri: str, database_name: str) -> None:
     # Was: acquire() published the shared entry before MongoClient() ran, so a refused option left the
     # pool "open" with no client.
-    with pytest.raises(ConfigurationError, match="Unknown option"):
+    with pytest.raises(InvalidArgumentError, match="Unknown option"):
         MongoDBConnectionPool.acquire(mongodb_uri, maxPoolSizee=10)  # a typo: pymongo refuses the option
-    with pytest.raises(ConfigurationError, match="Unknown option"):
+    with pytest.raises(InvalidArgumentError, match="Unknown option"):
         MongoDBSessionManagerFactory(connection_string=mongodb_uri, database_name=database_name, maxPoolSizee=10)
     assert not MongoDBConnectionPool.is_open()
     assert stats() == {"open": False}

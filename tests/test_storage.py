@@ -337,10 +337,11 @@ async def test_indexes_are_created_once(counted: tuple[MongoDBStorage, CommandCo
 async def test_expired_keys_are_absent_before_the_ttl_monitor_runs(
     mongo_client: Client, database_name: str, mongo_db: Db
 ) -> None:
-    expired = MongoDBStorage(client=mongo_client, database_name=database_name, expire_after=0)
     lasting = MongoDBStorage(client=mongo_client, database_name=database_name, expire_after=datetime.timedelta(hours=1))
-    await expired.write("gone", b"dark mode")
+    await lasting.write("gone", b"dark mode")
     await lasting.write("kept", b"dark mode")
+    past = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=1)
+    mongo_db["storage"].update_one({"_id": "gone"}, {"$set": {"expires_at": past}})  # its time ran out
 
     assert mongo_db["storage"].count_documents({"_id": "gone"}) == 1  # still there: the TTL monitor has not run
     assert await lasting.read("gone") is None
@@ -351,7 +352,7 @@ async def test_expired_keys_are_absent_before_the_ttl_monitor_runs(
     assert kept is not None
     assert kept["expires_at"] - kept["written_at"] == datetime.timedelta(hours=1)
     await lasting.write("gone", b"written again")
-    assert await expired.read("gone") == b"written again"
+    assert await lasting.read("gone") == b"written again"
     first_expiry = kept["expires_at"]
     await lasting.write("kept", b"refreshed")
     refreshed = mongo_db["storage"].find_one({"_id": "kept"})
@@ -360,7 +361,7 @@ async def test_expired_keys_are_absent_before_the_ttl_monitor_runs(
 
 
 def test_expire_after_is_seconds_or_a_timedelta(mongo_client: Client) -> None:
-    for bad in (-1, datetime.timedelta(seconds=-1), "60", True):
+    for bad in (-1, 0, datetime.timedelta(seconds=-1), "60", True, float("inf"), 1e18, datetime.timedelta.max):
         with pytest.raises(ValueError, match="expire_after"):
             MongoDBStorage(client=mongo_client, expire_after=bad)  # type: ignore[arg-type]
 

@@ -20,35 +20,45 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
+from ._schema import SessionFacts
+
 
 class SessionBinding:
-    """One writer's session: its id, the generation learnt once, and the agents known to exist in it."""
+    """One writer's session: its id, what was learnt of it once, and the agents known to exist in it.
+
+    It answers the ``Generations`` questions of :mod:`._session_documents` (``session_id``
+    arguments are part of that shape; a binding only ever serves its own session).
+    """
 
     def __init__(self, session_id: str) -> None:
         """Bind to ``session_id``; the generation is learnt from the first document seen."""
         self.session_id = session_id
         self._lock = threading.Lock()
-        self._learnt = False
-        self._generation: Any = None
+        self._facts: SessionFacts | None = None
         self._agent_ids: set[str] = set()
 
     def expected(self, session_id: str, agent_id: str | None = None) -> tuple[bool, Any]:
         """``(True, generation)`` once learnt (and ``agent_id``, when given, is known); else ``(False, None)``."""
         with self._lock:
-            if not self._learnt or (agent_id is not None and agent_id not in self._agent_ids):
+            if self._facts is None or (agent_id is not None and agent_id not in self._agent_ids):
                 return False, None
-            return True, self._generation
+            return True, self._facts.generation
 
-    def learn(self, session_id: str, generation: Any, agent_ids: Iterable[str] = ()) -> None:
-        """Take ``generation`` if none was learnt yet; record ``agent_ids`` if it is the bound generation.
+    def expire_after(self, session_id: str) -> float | None:
+        """The bound session's own ``expire_after_seconds`` (None if it never expires or is not learnt)."""
+        with self._lock:
+            return self._facts.expire_after if self._facts is not None else None
 
-        A different generation is ignored: the document belongs to another session, and the
-        caller's check refuses it.
+    def learn(self, session_id: str, facts: SessionFacts, agent_ids: Iterable[str] = ()) -> None:
+        """Take ``facts`` if none were learnt yet; record ``agent_ids`` if they are the bound session's.
+
+        Another generation is ignored: the document belongs to another session, and the caller's
+        check refuses it.
         """
         with self._lock:
-            if not self._learnt:
-                self._learnt, self._generation = True, generation
-            if generation == self._generation:
+            if self._facts is None:
+                self._facts = facts
+            if facts.generation == self._facts.generation:
                 self._agent_ids.update(agent_ids)
 
 

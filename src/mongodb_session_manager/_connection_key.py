@@ -17,7 +17,7 @@ from pymongo.errors import ConfigurationError, InvalidURI
 from .errors import InvalidArgumentError
 
 SCHEMES = ("mongodb://", "mongodb+srv://")
-SECRET_OPTIONS = frozenset({"password", "authmechanismproperties", "tlscertificatekeyfilepassword"})
+SECRET_OPTIONS = frozenset({"password", "authmechanismproperties", "tlscertificatekeyfilepassword", "proxypassword"})
 """Client options (lower-cased) whose values are credentials: never shown."""
 MASK = "***"
 
@@ -48,7 +48,8 @@ def _split(connection_string: str) -> tuple[str, Any, list[Any], str, Mapping[st
         nodes = uri_parser.split_hosts(hosts, default_port=None if scheme == "mongodb+srv" else 27017)
         options = uri_parser.split_options(query, validate=True, warn=False, normalize=True) if query else {}
     except (ConfigurationError, InvalidURI, ValueError) as error:
-        raise InvalidArgumentError("connection_string", masked_uri(connection_string), str(error)) from None
+        reason = scrubbed(str(error), connection_string)
+        raise InvalidArgumentError("connection_string", masked_uri(connection_string), reason) from None
     return scheme, credentials, nodes, unquote_plus(database), options
 
 
@@ -80,9 +81,37 @@ def masked_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def masked_uri(uri: str) -> str:
-    """``uri`` safe to show: any user information replaced by ``***``."""
+    """``uri`` safe to show: user information and credential-bearing options replaced by ``***``.
+
+    User information is everything up to the last ``@`` before the options, so a password holding
+    an unescaped ``/`` or ``@`` is masked whole.
+    """
     scheme, separator, rest = uri.partition("://") if "://" in uri else ("", "", uri)
-    hosts, slash, tail = rest.partition("/")
-    if "@" not in hosts:
-        return uri
-    return f"{scheme}{separator}{MASK}@{hosts.rpartition('@')[2]}{slash}{tail}"
+    head, question, query = rest.partition("?")
+    if "@" in head:
+        head = f"{MASK}@{head.rpartition('@')[2]}"
+    options = "&".join(_masked_option(pair) for pair in query.split("&")) if query else ""
+    return f"{scheme}{separator}{head}{question}{options}"
+
+
+def _masked_option(pair: str) -> str:
+    name, equals, _value = pair.partition("=")
+    return f"{name}={MASK}" if equals and name.lower() in SECRET_OPTIONS else pair
+
+
+def scrubbed(text: str, uri: str) -> str:
+    """``text`` (an error message about ``uri``) with every credential of ``uri`` replaced by ``***``."""
+    rest = uri.partition("://")[2] or uri
+    head, _, query = rest.partition("?")
+    secrets = []
+    if "@" in head:
+        userinfo = head.rpartition("@")[0]
+        password = userinfo.partition(":")[2]
+        secrets += [userinfo, password, unquote_plus(password)]
+    for pair in query.split("&"):
+        name, _, value = pair.partition("=")
+        if name.lower() in SECRET_OPTIONS:
+            secrets += [value, unquote_plus(value)]
+    for secret in sorted(filter(None, secrets), key=len, reverse=True):
+        text = text.replace(secret, MASK)
+    return text

@@ -33,8 +33,13 @@ def encoded(document: Mapping[str, Any], field: str) -> RawBSONDocument:
     """
     try:
         return RawBSONDocument(bson.encode(document))
+    except RecursionError:
+        raise UnstorableValueError(field or "value", "...", "is nested too deeply to store") from None
     except _ENCODING_ERRORS as error:
-        path, value, reason = _first_unstorable(document, field)
+        try:
+            path, value, reason = _first_unstorable(document, field)
+        except RecursionError:
+            path, value, reason = field or "value", "...", "is nested too deeply to store"
         raise UnstorableValueError(path, value, reason) from error
 
 

@@ -16,13 +16,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._schema import SessionFacts
+
 SESSIONS_KEPT = 1024
 """How many sessions one repository remembers (least recently used forgotten first)."""
 
 
 @dataclass
 class _KnownSession:
-    generation: Any
+    facts: SessionFacts
     agent_ids: set[str] = field(default_factory=set)
 
 
@@ -41,20 +43,24 @@ class KnownSessions:
             if known is None or (agent_id is not None and agent_id not in known.agent_ids):
                 return False, None
             self._sessions.move_to_end(session_id)
-            return True, known.generation
+            return True, known.facts.generation
 
-    def learn(self, session_id: str, generation: Any, agent_ids: Iterable[str] = ()) -> None:
-        """Record the session's generation (replacing another) and agents (added to those known).
-
-        A session stored before generations existed (``generation`` None) is not recorded: there is
-        nothing to check its writes against.
-        """
-        if generation is None:
-            return
+    def expire_after(self, session_id: str) -> float | None:
+        """The session's own ``expire_after_seconds``, as last read (None if it never expires or is unknown)."""
         with self._lock:
             known = self._sessions.get(session_id)
-            if known is None or known.generation != generation:
-                known = self._sessions[session_id] = _KnownSession(generation)
+            return known.facts.expire_after if known is not None else None
+
+    def learn(self, session_id: str, facts: SessionFacts, agent_ids: Iterable[str] = ()) -> None:
+        """Record the session's facts (replacing another generation's) and agents (added to those known).
+
+        A session stored before generations existed has the generation None; it is recorded too, and
+        writes then expect a document without one.
+        """
+        with self._lock:
+            known = self._sessions.get(session_id)
+            if known is None or known.facts.generation != facts.generation:
+                known = self._sessions[session_id] = _KnownSession(facts)
             known.agent_ids.update(agent_ids)
             self._sessions.move_to_end(session_id)
             while len(self._sessions) > SESSIONS_KEPT:

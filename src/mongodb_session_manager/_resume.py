@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._documents import removed_message_count
-from ._schema import GENERATION_FIELD, Document
+from ._schema import Document, SessionFacts
 
 MAX_SNAPSHOTS = 64
 SNAPSHOT_TTL_SECONDS = 1.0
@@ -37,7 +37,7 @@ class ResumeSnapshot:
     """The agents of one session document as read by ``read_session``, messages sliced per agent."""
 
     agents: dict[str, Document]
-    generation: Any
+    facts: SessionFacts
     taken_at: float = field(default_factory=time.monotonic)
     answered: set[str] = field(default_factory=set)
 
@@ -58,7 +58,7 @@ class ResumeSnapshots:
 
     def keep(self, session_id: str, document: Document, writes_before_read: int) -> None:
         """Keep the freshly read document of ``session_id``, unless a write overlapped the read."""
-        snapshot = ResumeSnapshot(agents=dict(document.get("agents") or {}), generation=document.get(GENERATION_FIELD))
+        snapshot = ResumeSnapshot(agents=dict(document.get("agents") or {}), facts=SessionFacts.of(document))
         with self._lock:
             if self._writes != writes_before_read:
                 self._snapshots.pop(session_id, None)
@@ -83,14 +83,14 @@ class ResumeSnapshots:
         finally:
             self.drop(session_id)
 
-    def agent(self, session_id: str, agent_id: str) -> tuple[bool, Document | None, Any]:
-        """Answer ``read_agent`` once: ``(True, entry or None, generation)``, else ``(False, None, None)``."""
+    def agent(self, session_id: str, agent_id: str) -> tuple[bool, Document | None, SessionFacts | None]:
+        """Answer ``read_agent`` once: ``(True, entry or None, the session's facts)``, else ``(False, None, None)``."""
         with self._lock:
             snapshot = self._fresh(session_id)
             if snapshot is None or agent_id in snapshot.answered:
                 return False, None, None
             snapshot.answered.add(agent_id)
-            return True, snapshot.agents.get(agent_id), snapshot.generation
+            return True, snapshot.agents.get(agent_id), snapshot.facts
 
     def take_messages(self, session_id: str, agent_id: str, offset: int) -> list[Document] | None:
         """Hand out, once, the messages of an agent answered above, if they were sliced from ``offset``."""

@@ -5,7 +5,10 @@ so the stored shape (documented in the README) is written down once.
 """
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Literal, cast, get_args
+
+from .errors import InvalidArgumentError
 
 Document = dict[str, Any]
 
@@ -37,6 +40,23 @@ FORKED_FROM_FIELD = "forked_from"
 """``{session_id, agent_id, up_to_message_id, at}`` of the session this one was forked from."""
 
 
+@dataclass(frozen=True)
+class SessionFacts:
+    """What a writer learns of its session from any of its documents: which session it is, how it expires."""
+
+    generation: Any
+    expire_after: float | None = None
+    """The session's own ``expire_after_seconds`` (None: it never expires)."""
+
+    @classmethod
+    def of(cls, document: Mapping[str, Any]) -> "SessionFacts":
+        """The facts of a session document (read with its generation and ``expire_after_seconds``)."""
+        seconds = document.get(EXPIRE_AFTER_FIELD)
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+            return cls(document.get(GENERATION_FIELD))
+        return cls(document.get(GENERATION_FIELD), float(seconds))
+
+
 def owner_fields(user_id: str | None, application_name: str | None) -> Document:
     """The owner fields a session is created with, and that every access of a scoped repository filters on."""
     fields: Document = {}
@@ -48,9 +68,9 @@ def owner_fields(user_id: str | None, application_name: str | None) -> Document:
 
 
 def validate_layout(layout: object) -> Layout:
-    """Return ``layout`` if it names a layout; raise ``ValueError`` otherwise."""
+    """Return ``layout`` if it names a layout; raise :class:`InvalidArgumentError` otherwise."""
     if layout not in LAYOUTS:
-        raise ValueError(f"layout must be one of {', '.join(map(repr, LAYOUTS))}, not {layout!r}"[:200])
+        raise InvalidArgumentError("layout", layout, f"must be one of {', '.join(map(repr, LAYOUTS))}")
     return layout
 
 

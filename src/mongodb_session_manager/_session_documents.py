@@ -20,7 +20,7 @@ from pymongo.errors import DuplicateKeyError
 
 from ._binding import current_binding
 from ._documents import now
-from ._known_sessions import SESSIONS_KEPT, KnownSessions
+from ._known_sessions import KnownSessions
 from ._schema import (
     DEFAULT_LAYOUT,
     EXPIRE_AFTER_FIELD,
@@ -31,6 +31,7 @@ from ._schema import (
     REVISION_FIELD,
     Document,
     Layout,
+    SessionFacts,
     agent_path,
     layout_condition,
     multi_agent_path,
@@ -56,8 +57,11 @@ class Generations(Protocol):
     def expected(self, session_id: str, agent_id: str | None = None) -> tuple[bool, Any]:
         """``(True, generation)`` if known (with ``agent_id`` known to exist, when given)."""
 
-    def learn(self, session_id: str, generation: Any, agent_ids: Iterable[str] = ()) -> None:
-        """Record a generation seen in a document read or written."""
+    def expire_after(self, session_id: str) -> float | None:
+        """The session's own ``expire_after_seconds``, if known."""
+
+    def learn(self, session_id: str, facts: SessionFacts, agent_ids: Iterable[str] = ()) -> None:
+        """Record what a document read or written says of the session."""
 
 
 def live() -> Document:
@@ -138,6 +142,7 @@ class Probe:
     size: int
     layout: Layout
     generation: Any = None
+    expire_after: float | None = None
     has_entry: bool = False
     """The agent or multi-agent addressed exists."""
     has_message: bool = False
@@ -162,24 +167,17 @@ class SessionDocuments:
         self.expire_after = expire_after
         self.known = KnownSessions()
         self._layout_condition = layout_condition(layout)
-        self._expire_after_of: dict[str, float] = {}
 
     def where(self, session_id: str) -> Document:
         """A filter for the live session ``session_id`` within this repository's scope."""
         return {"_id": session_id, **self.scope, **live()}
 
-    def expiry_fields(self, session_id: str) -> Document:
-        """``expires_at`` (and nothing else) to set with a write, if the session expires."""
-        seconds = self.expire_after if self.expire_after is not None else self._expire_after_of.get(session_id)
+    def expiry_fields(self, session_id: str | None) -> Document:
+        """``expires_at`` to set with a write, if the session expires (``None``: a session being created)."""
+        seconds = self.expire_after
+        if seconds is None and session_id is not None:
+            seconds = self.generations(session_id).expire_after(session_id)
         return {EXPIRES_AT_FIELD: now() + timedelta(seconds=seconds)} if seconds is not None else {}
-
-    def remember_expiry(self, session_id: str, document: Document) -> None:
-        """Keep the session's own ``expire_after_seconds`` from a document just read or written."""
-        seconds = document.get(EXPIRE_AFTER_FIELD)
-        if isinstance(seconds, int | float) and not isinstance(seconds, bool):
-            self._expire_after_of[session_id] = float(seconds)
-            while len(self._expire_after_of) > SESSIONS_KEPT:
-                del self._expire_after_of[next(iter(self._expire_after_of))]
 
     # Generations
 
@@ -192,18 +190,18 @@ class SessionDocuments:
         """The generation writes to ``session_id`` must find (see :class:`Generations`)."""
         return self.generations(session_id).expected(session_id, agent_id)
 
-    def learn(self, session_id: str, generation: Any, agent_ids: Iterable[str] = ()) -> None:
-        """Record the generation of a document just read or written (and agents seen in it)."""
-        self.generations(session_id).learn(session_id, generation, agent_ids)
+    def learn(self, session_id: str, facts: SessionFacts, agent_ids: Iterable[str] = ()) -> None:
+        """Record what a document just read or written says of the session (and agents seen in it)."""
+        self.generations(session_id).learn(session_id, facts, agent_ids)
 
-    def observe(self, session_id: str, layout: Layout, generation: Any, agent_ids: Iterable[str] = ()) -> None:
+    def observe(self, session_id: str, layout: Layout, facts: SessionFacts, agent_ids: Iterable[str] = ()) -> None:
         """Learn from a session document just read; raise if it is in the other layout or not the writer's session.
 
         Outside a binding the repository takes the generation read as the one to expect from now on.
         """
         self.check_layout(session_id, layout)
-        self.learn(session_id, generation, agent_ids)
-        self.check(session_id, self.layout, generation)
+        self.learn(session_id, facts, agent_ids)
+        self.check(session_id, self.layout, facts.generation)
 
     def check_layout(self, session_id: str, layout: Layout) -> None:
         """Raise :class:`LayoutMismatchError` unless ``layout`` is this repository's."""
@@ -223,7 +221,8 @@ class SessionDocuments:
     def matching(self, session_id: str) -> Document:
         """A filter for the live ``session_id`` in scope, stored in this layout, in the expected generation."""
         known, generation = self.expected_generation(session_id)
-        condition = {GENERATION_FIELD: generation} if known and generation is not None else {}
+        # a generation of None (a session from before generations) matches documents without one
+        condition = {GENERATION_FIELD: generation} if known else {}
         return {**self.where(session_id), **self._layout_condition, **condition}
 
     # Writes
@@ -251,8 +250,7 @@ class SessionDocuments:
         for _ in range(3):
             stored = upsert()
             if stored is not None:
-                self.remember_expiry(session_id, stored)
-                self.observe(session_id, stored_layout(stored), stored.get(GENERATION_FIELD))
+                self.observe(session_id, stored_layout(stored), SessionFacts.of(stored))
                 return
             # The id is taken: by a concurrent creation (found by the next attempt, SecantusDB may
             # also answer the loser with no document), by an expired session (removed here, as the
@@ -292,7 +290,8 @@ class SessionDocuments:
         probe = self.probe(session_id, entry_path=expect.entry, message_id=expect.message_id)
         error = expect.explain(session_id, probe)
         if error is None:
-            self.learn(session_id, probe.generation, [expect.agent_id] if expect.agent_id is not None else [])
+            facts = SessionFacts(probe.generation, probe.expire_after)
+            self.learn(session_id, facts, [expect.agent_id] if expect.agent_id is not None else [])
             logger.debug("session_id=<%s> | %s already exists; left as it is", session_id, expect.entry)
             return
         if error is _OTHER_REASON:
@@ -311,8 +310,7 @@ class SessionDocuments:
         if not isinstance(size, int):
             size = len(bson.encode(result))
         agent_ids = [expect.agent_id] if expect.agent_id is not None else []
-        self.learn(session_id, result.get(GENERATION_FIELD), agent_ids)
-        self.remember_expiry(session_id, result)
+        self.learn(session_id, SessionFacts.of(result), agent_ids)
         if size > WARN_DOCUMENT_BYTES:
             logger.warning(
                 "session_id=<%s> | document is %d bytes, past %d of MongoDB's %d-byte limit",
@@ -349,6 +347,7 @@ class SessionDocuments:
             "size": {"$bsonSize": "$$ROOT"},
             "layout": {"$ifNull": [f"${LAYOUT_FIELD}", DEFAULT_LAYOUT]},
             "generation": {"$ifNull": [f"${GENERATION_FIELD}", None]},
+            "expire_after": {"$ifNull": [f"${EXPIRE_AFTER_FIELD}", None]},
         }
         if entry_path is not None:
             fields["has_entry"] = {"$eq": [{"$type": f"${entry_path}"}, "object"]}
@@ -371,8 +370,6 @@ class SessionDocuments:
         """Read the live session document in scope (``projection`` as in ``find_one``); ``checked``: as expected."""
         query = self.matching(session_id) if checked else self.where(session_id)
         document: Document | None = self.collection.find_one(query, projection)
-        if document is not None and (projection is None or EXPIRE_AFTER_FIELD in projection):
-            self.remember_expiry(session_id, document)
         return document
 
     def aggregate(self, session_id: str, stages: list[Document], *, checked: bool = False) -> list[Document]:
@@ -380,9 +377,23 @@ class SessionDocuments:
         query = self.matching(session_id) if checked else self.where(session_id)
         return list(self.collection.aggregate([{"$match": query}, *stages]))
 
+    def read_observed(self, session_id: str, projection: Document, *, agent_id: str | None = None) -> Document | None:
+        """The live session document in scope (projected), learnt from like a resume read; None if absent.
+
+        Raises if it is in the other layout or not the writer's session. ``agent_id``: an agent
+        whose existence in the document is to be learnt too.
+        """
+        fields = {**projection, GENERATION_FIELD: 1, LAYOUT_FIELD: 1, EXPIRE_AFTER_FIELD: 1}
+        document = self.find(session_id, fields)
+        if document is None:
+            return None
+        present = [agent_id] if agent_id is not None and agent_id in (document.get("agents") or {}) else []
+        self.observe(session_id, stored_layout(document), SessionFacts.of(document), present)
+        return document
+
     def read_checked(self, session_id: str, projection: Document) -> Document:
         """The session document (projected, with layout and generation); raise if missing, elsewhere or replaced."""
-        fields = {**projection, LAYOUT_FIELD: 1, GENERATION_FIELD: 1}
+        fields = {**projection, LAYOUT_FIELD: 1, GENERATION_FIELD: 1, EXPIRE_AFTER_FIELD: 1}
         found = self.aggregate(session_id, [{"$project": fields}])
         if not found:
             raise SessionNotFoundError(f"session {session_id!r} not found")
@@ -398,5 +409,5 @@ class SessionDocuments:
         document = self.read_checked(session_id, {f"{agent_path(agent_id)}.agent_id": 1})
         if agent_id not in (document.get("agents") or {}):
             raise SessionNotFoundError(f"agent {agent_id!r} not found in session {session_id!r}")
-        self.learn(session_id, document.get(GENERATION_FIELD), [agent_id])
+        self.learn(session_id, SessionFacts.of(document), [agent_id])
         return document.get(GENERATION_FIELD)

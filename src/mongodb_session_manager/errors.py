@@ -80,6 +80,8 @@ class LayoutMismatchError(MongoDBSessionError):
 
 EXCERPT_CHARACTERS = 64
 """How much of a refused value an error message quotes."""
+FIELD_CHARACTERS = 100
+"""How much of a field's path (built from the caller's keys) an error message shows."""
 
 
 def excerpt(value: object) -> str:
@@ -101,7 +103,8 @@ class InvalidArgumentError(MongoDBSessionError, ValueError):
         """Name the offending field, an excerpt of its value and why it was refused."""
         self.field = field
         self.value = value
-        super().__init__(f"invalid {field} {excerpt(value)}: {reason}")
+        shown = field if len(field) <= FIELD_CHARACTERS else f"{field[:FIELD_CHARACTERS]}..."
+        super().__init__(f"invalid {shown} {excerpt(value)}: {reason}")
 
 
 class InvalidIdentifierError(InvalidArgumentError):

@@ -32,7 +32,7 @@ from ._schema import (
     Document,
 )
 from .errors import InvalidArgumentError, InvalidCursorError
-from .validation import validate_field_name, validate_owner
+from .validation import validate_field_name, validate_owner, validate_session_id
 
 MAX_PAGE_SIZE = 1000
 _CURSOR_VERSION = 1
@@ -153,6 +153,10 @@ def decode_cursor(cursor: Any, filters: SessionFilter) -> tuple[datetime, str]:
         raise InvalidCursorError("cursor", cursor, "is malformed or was edited") from None
     if version != _CURSOR_VERSION or not isinstance(session_id, str):
         raise InvalidCursorError("cursor", cursor, "is malformed or was edited")
+    try:
+        validate_session_id(session_id)
+    except InvalidArgumentError:
+        raise InvalidCursorError("cursor", cursor, "is malformed or was edited") from None
     if digest != filters.digest():
         raise InvalidCursorError("cursor", cursor, "was made for other filters")
     return updated_at, session_id

@@ -29,7 +29,7 @@ from typing import Any
 
 from pymongo import MongoClient
 
-from ._client import create_client
+from ._client import create_checked_client
 from ._connection_key import connection_key, masked_settings, uri_option_names
 from ._pool_events import PoolEventCounter
 
@@ -111,7 +111,7 @@ def _open_client(connection_string: str, settings: dict[str, Any], events: PoolE
     """Open a client with ``settings``, the library's pool-event counter added to any listeners given."""
     listeners = [events, *settings.get("event_listeners", ())]
     options = {name: value for name, value in settings.items() if name != "event_listeners"}
-    return create_client(connection_string, event_listeners=listeners, **options)
+    return create_checked_client(connection_string, event_listeners=listeners, **options)
 
 
 class MongoDBConnectionPool:
@@ -139,7 +139,7 @@ class MongoDBConnectionPool:
             shared = cls._shared.get(key)
             if shared is None:
                 shared = cls._shared[key] = _SharedClient.open(connection_string, wanted)
-                logger.info("opened a shared MongoDB client (maxPoolSize=%s)", wanted["maxPoolSize"])
+                logger.info("opened a shared MongoDB client (%d open)", len(cls._shared))
                 return shared.acquired
             shared.users += 1
             if shared.idle_timer is not None:

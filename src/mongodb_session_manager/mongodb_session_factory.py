@@ -14,7 +14,12 @@ from pymongo import MongoClient
 
 from ._client import open_or_borrow
 from ._schema import Layout, default_messages_collection_name, validate_layout
-from .errors import FactoryAlreadyInitializedError, FactoryNotInitializedError, MongoDBSessionError
+from .errors import (
+    FactoryAlreadyInitializedError,
+    FactoryNotInitializedError,
+    InvalidArgumentError,
+    MongoDBSessionError,
+)
 from .mongodb_connection_pool import MongoDBConnectionPool
 from .mongodb_session_manager import MongoDBSessionManager
 from .mongodb_session_repository import MongoDBSessionRepository
@@ -105,6 +110,10 @@ class MongoDBSessionManagerFactory:
         return MongoDBSessionRepository(client=self.client, **self._defaults(kwargs))
 
     def _defaults(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        if kwargs.get("application_name", self.application_name) != self.application_name:
+            raise InvalidArgumentError(
+                "application_name", kwargs["application_name"], "is set for the whole factory and cannot be changed"
+            )
         return {
             "database_name": self.database_name,
             "collection_name": self.collection_name,

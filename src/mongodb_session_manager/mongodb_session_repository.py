@@ -63,13 +63,13 @@ from ._resume import ResumeSnapshots
 from ._schema import (
     APPLICATION_FIELD,
     EXPIRE_AFTER_FIELD,
-    GENERATION_FIELD,
     LAYOUT_FIELD,
     TITLE_FIELD,
     UPDATED_AT_FIELD,
     USER_ID_FIELD,
     Document,
     Layout,
+    SessionFacts,
     agent_path,
     default_messages_collection_name,
     multi_agent_path,
@@ -92,6 +92,8 @@ from .listing import (
 )
 from .mongodb_connection_pool import MongoDBConnectionPool
 from .validation import (
+    validate_collection_name,
+    validate_database_name,
     validate_expire_after,
     validate_field_name,
     validate_non_negative_int,
@@ -164,15 +166,19 @@ class MongoDBSessionRepository(SessionRepository):
         scope = owner_fields(validate_owner(user_id, "user_id"), validate_owner(application_name, "application_name"))
         expiry = validate_expire_after(expire_after)
         sessions_layout = validate_layout(layout)
+        validate_database_name(database_name)
+        validate_collection_name(collection_name)
+        self._messages_collection_name = validate_collection_name(
+            messages_collection_name or default_messages_collection_name(collection_name), "messages_collection_name"
+        )
         self._client, self._owns_client = open_or_borrow(
             connection_string, client, client_kwargs, MongoDBConnectionPool.acquire
         )
         self._closed = False
-        database = self._client.get_database(database_name, codec_options=CodecOptions(tz_aware=True, tzinfo=UTC))
-        self._collection: Collection[Document] = database[collection_name]
-        self._messages_collection_name = messages_collection_name or default_messages_collection_name(collection_name)
         self._snapshots = ResumeSnapshots()
         try:
+            database = self._client.get_database(database_name, codec_options=CodecOptions(tz_aware=True, tzinfo=UTC))
+            self._collection: Collection[Document] = database[collection_name]
             self._sessions = SessionDocuments(self._collection, sessions_layout, scope=scope, expire_after=expiry)
             ensure_session_indexes(self._collection)
             messages = database[self._messages_collection_name]
@@ -254,7 +260,7 @@ class MongoDBSessionRepository(SessionRepository):
             **new_session_document(session),
             LAYOUT_FIELD: self.layout,
             UPDATED_AT_FIELD: now(),
-            **self._sessions.expiry_fields(session_id),
+            **self._sessions.expiry_fields(None),
             **({EXPIRE_AFTER_FIELD: self.expire_after} if self.expire_after is not None else {}),
         }
         with self._snapshots.writing(session_id):
@@ -268,8 +274,7 @@ class MongoDBSessionRepository(SessionRepository):
         document = self._layout.read_for_resume(session_id)
         if document is None:
             return None
-        self._sessions.observe(session_id, stored_layout(document), document.get(GENERATION_FIELD))
-        self._sessions.remember_expiry(session_id, document)
+        self._sessions.observe(session_id, stored_layout(document), SessionFacts.of(document))
         self._snapshots.keep(session_id, document, writes_before_read)
         return session_from_document(document)
 
@@ -297,22 +302,15 @@ class MongoDBSessionRepository(SessionRepository):
         """Read the agent (without its messages), or None if the session or agent does not exist."""
         validate_session_id(session_id)
         validate_field_name(agent_id, "agent_id")
-        answered, entry, generation = self._snapshots.agent(session_id, agent_id)
-        layout = self.layout
-        if not answered:
+        answered, entry, facts = self._snapshots.agent(session_id, agent_id)
+        if answered and facts is not None:
+            self._sessions.observe(session_id, self.layout, facts, [agent_id] if entry else [])
+        else:
             path = agent_path(agent_id)
-            projection = {
-                **{f"{path}.{name}": 1 for name in AGENT_FIELDS},
-                GENERATION_FIELD: 1,
-                LAYOUT_FIELD: 1,
-                EXPIRE_AFTER_FIELD: 1,
-            }
-            document = self._sessions.find(session_id, projection)
-            if document is None:
-                return None
-            entry = (document.get("agents") or {}).get(agent_id)
-            layout, generation = stored_layout(document), document.get(GENERATION_FIELD)
-        self._sessions.observe(session_id, layout, generation, [agent_id] if entry else [])
+            document = self._sessions.read_observed(
+                session_id, {f"{path}.{name}": 1 for name in AGENT_FIELDS}, agent_id=agent_id
+            )
+            entry = ((document or {}).get("agents") or {}).get(agent_id)
         return agent_from_document(entry) if entry else None
 
     def update_agent(self, session_id: str, session_agent: SessionAgent, **kwargs: Any) -> None:
@@ -400,7 +398,7 @@ class MongoDBSessionRepository(SessionRepository):
         """Read the multi-agent's serialized state, or None if it was never stored."""
         validate_session_id(session_id)
         validate_field_name(multi_agent_id, "multi_agent_id")
-        document = self._sessions.find(session_id, {f"{multi_agent_path(multi_agent_id)}.state": 1})
+        document = self._sessions.read_observed(session_id, {f"{multi_agent_path(multi_agent_id)}.state": 1})
         entry = ((document or {}).get("multi_agents") or {}).get(multi_agent_id)
         state: dict[str, Any] | None = entry.get("state") if entry else None
         return state
@@ -445,7 +443,7 @@ class MongoDBSessionRepository(SessionRepository):
     def get_metadata(self, session_id: str) -> dict[str, Any]:
         """Return the session's metadata."""
         validate_session_id(session_id)
-        document = self._sessions.find(session_id, {"metadata": 1})
+        document = self._sessions.read_observed(session_id, {"metadata": 1})
         if document is None:
             raise SessionNotFoundError(f"session {session_id!r} not found")
         stored: dict[str, Any] = document.get("metadata") or {}

@@ -31,6 +31,7 @@ from ._storage_keys import KeySpace, excerpt
 from ._storage_search import query_tokens
 from .errors import InvalidArgumentError
 from .mongodb_connection_pool import MongoDBConnectionPool
+from .validation import MAX_EXPIRE_AFTER_SECONDS, validate_expire_after
 
 logger = logging.getLogger(__name__)
 
@@ -47,8 +48,8 @@ def _as_timedelta(value: float | datetime.timedelta, name: str) -> datetime.time
     seconds = value.total_seconds() if isinstance(value, datetime.timedelta) else value
     if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not math.isfinite(seconds):
         raise InvalidArgumentError(name, value, "must be a number of seconds or a timedelta")
-    if seconds < 0:
-        raise InvalidArgumentError(name, value, "must not be negative")
+    if not 0 <= seconds <= MAX_EXPIRE_AFTER_SECONDS:
+        raise InvalidArgumentError(name, value, f"must be from 0 to {MAX_EXPIRE_AFTER_SECONDS} seconds")
     return datetime.timedelta(seconds=seconds)
 
 
@@ -109,7 +110,8 @@ class MongoDBStorage:
     ) -> None:
         """Connect with ``connection_string`` (or borrow ``client``); nothing is sent to the server yet."""
         space = KeySpace.under(prefix)
-        expiry = None if expire_after is None else _as_timedelta(expire_after, "expire_after")
+        seconds = validate_expire_after(expire_after)
+        expiry = None if seconds is None else datetime.timedelta(seconds=seconds)
         if not isinstance(compress, bool):
             raise InvalidArgumentError("compress", compress, f"must be a bool, not {type(compress).__name__}")
         self._client, self._owns_client = self._open_client(connection_string, client, client_kwargs)
@@ -223,7 +225,10 @@ class MongoDBStorage:
         return await self._run("sweep large values", self._values.sweep, self._space.bounds(), age)
 
     def close(self) -> None:
-        """Release the client if this storage opened it (a borrowed client and views are left open)."""
+        """Give back the client if this storage opened it; a borrowed client is left open.
+
+        ``close`` on a view does nothing; views use their root's client, so close the root last.
+        """
         if self._owns_client:
             self._owns_client = False
             self._release_client()
