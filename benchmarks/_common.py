@@ -40,6 +40,7 @@ __all__ = [
     "CommandCounter",
     "Progress",
     "ScriptedModel",
+    "load_average",
     "median",
     "microseconds",
     "mongodb_server",
@@ -49,6 +50,9 @@ __all__ = [
     "unique_database",
     "write_results",
 ]
+
+LOAD_AT_START = ", ".join(f"{value:.2f}" for value in os.getloadavg())
+"""The load averages when the benchmark started (the machine is shared: timings depend on it)."""
 
 PACKAGES = ("mongodb-session-manager", "strands-agents", "pymongo", "secantusdb", "fastapi", "uvicorn", "httpx")
 
@@ -169,6 +173,11 @@ class Progress:
         return elapsed
 
 
+def load_average() -> str:
+    """The 1, 5 and 15-minute load averages, as ``uptime`` shows them (the machine is shared: say how busy)."""
+    return ", ".join(f"{value:.2f}" for value in os.getloadavg())
+
+
 def versions() -> dict[str, str | None]:
     found: dict[str, str | None] = {}
     for package in PACKAGES:
@@ -193,7 +202,12 @@ def machine() -> dict[str, Any]:
 def write_results(
     name: str, args: argparse.Namespace, server: str, parameters: dict[str, Any], figures: Any, tables: Sequence[str]
 ) -> Path | None:
-    """Write ``benchmarks/results/<name>.json`` (unless ``--no-save``) and say where."""
+    """Write ``benchmarks/results/<name>.json`` (unless ``--no-save``) and say where.
+
+    Prints the load averages (1, 5, 15 minutes) at the start and now: the machine may be shared.
+    """
+    load = {"start": LOAD_AT_START, "end": load_average()}
+    print(f"\nload average (1, 5, 15 min): {load['start']} at the start, {load['end']} at the end", flush=True)
     if args.no_save:
         return None
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -204,6 +218,7 @@ def write_results(
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         "server": server,
         "machine": machine(),
+        "load_average": load,
         "versions": versions(),
         "parameters": parameters,
         "figures": figures,
