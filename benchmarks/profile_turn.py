@@ -45,7 +45,13 @@ from strands import Agent
 from strands.types.session import SessionMessage
 from turn_split import PROMPT_BYTES, mongodb_agent
 
-from mongodb_session_manager import MongoDBSessionRepository, _documents, _split_layout, metrics, validation
+from mongodb_session_manager import (
+    MongoDBSessionRepository,
+    _documents,
+    _split_layout,
+    metrics,
+    validation,
+)
 from mongodb_session_manager._known_sessions import KnownSessions
 from mongodb_session_manager._resume import ResumeSnapshots
 
@@ -234,10 +240,15 @@ MICRO = {
     "validate_field_name": "validate_field_name('agent-1', 'agent_id')",
 }
 """The library's per-turn functions timed alone: the statement timing one call of each."""
+GENERATOR_CONTEXT_MANAGERS = frozenset({"writing", "_scoped"})
+"""``@contextmanager`` functions: cProfile counts a call on entering and on leaving the block."""
 
 
 def micro_costs(uri: str) -> dict[str, float]:
-    """Seconds per call of each :data:`MICRO` statement (best of 5 repeats, on an assistant message)."""
+    """CPU seconds per call of each :data:`MICRO` statement (best of 5 repeats, on an assistant message).
+
+    Timed in this thread's CPU time, so that other processes on a busy machine do not count.
+    """
     client: MongoClient[dict[str, Any]] = MongoClient(uri)
     database_name = unique_database("profile_micro")
     try:
@@ -270,7 +281,7 @@ def micro_costs(uri: str) -> dict[str, float]:
         costs = {}
         for name, statement in MICRO.items():
             number = 2000
-            best = min(timeit.repeat(statement, number=number, repeat=5, globals=namespace))
+            best = min(timeit.repeat(statement, number=number, repeat=5, globals=namespace, timer=time.thread_time))
             costs[name] = best / number
         return costs
     finally:
@@ -283,7 +294,8 @@ def library_calls(rows: list[list[Any]]) -> Counter[str]:
     calls: Counter[str] = Counter()
     for place, function, per_turn, _, _ in rows:
         if place == "library":
-            calls[function.rpartition("(")[2].rstrip(")")] += per_turn
+            name = function.rpartition("(")[2].rstrip(")")
+            calls[name] += per_turn / (2 if name in GENERATOR_CONTEXT_MANAGERS else 1)
     return calls
 
 
@@ -297,7 +309,7 @@ def print_micro(layout: str, rows: list[list[Any]], costs: dict[str, float]) -> 
     print_table(
         ["function", "calls/turn", "µs/call alone", "µs/turn"],
         [[*row[:3], f"{row[3]:.1f}"] for row in table],
-        title=f"{layout}: the library's per-turn functions, timed alone (best of 5) times calls per turn",
+        title=f"{layout}: the library's per-turn functions, CPU time alone (best of 5) times calls per turn",
     )
 
 

@@ -23,7 +23,10 @@ into:
 * **the rest**: this library plus pymongo's client side outside the commands (server selection,
   sessions, retry logic, monitoring), found as total minus the three above (difference of
   medians); and, measured directly with less noise, the same thing inside the session manager's
-  hooks: the hooks' time minus the commands minus the dict manager's hooks.
+  hooks: the hooks' time minus the commands minus the dict manager's hooks. That is split again:
+  **pymongo's client side** is the time inside the pymongo calls a turn makes (``insert_one``,
+  ``find_one_and_update``, timed by wrapping them while the layout's Agent runs) minus their
+  commands; **the library** is the rest in hooks minus that.
 
 It is measured at two session lengths (``--lengths``, default 100 and 2,000 messages: turns 50
 and 1,000 of a conversation) to show whether the library's own part grows with the session.
@@ -34,6 +37,7 @@ and 1,000 of a conversation) to show whether the library's own part grows with t
 from __future__ import annotations
 
 import argparse
+import functools
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -53,6 +57,7 @@ from _common import (
 from commands import LAYOUTS, build_session, text_message
 from growth import CommandTime, prompt
 from pymongo import MongoClient
+from pymongo.collection import Collection
 from strands import Agent
 from strands.agent.conversation_manager import SlidingWindowConversationManager
 from strands.session import RepositorySessionManager, SessionRepository
@@ -182,12 +187,49 @@ def mongodb_agent(client: Client, database_name: str, layout: str, length: int) 
     return new_agent(manager)
 
 
+TIMED_CALLS = ("insert_one", "find_one_and_update")
+"""The pymongo calls of a turn: message appends (split) and conditional session-document writes."""
+
+
+class PyMongoCalls:
+    """Adds up the wall time spent inside ``Collection.insert_one`` and ``find_one_and_update`` while enabled.
+
+    The methods are wrapped on the class for the life of the object (``close`` restores them):
+    each call still runs pymongo's own code, it is only timed.
+    """
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.enabled = False
+        self._originals = {name: getattr(Collection, name) for name in TIMED_CALLS}
+        for name, original in self._originals.items():
+            setattr(Collection, name, self._timed(original))
+
+    def _timed(self, original: Any) -> Any:
+        @functools.wraps(original)
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            if not self.enabled:
+                return original(*args, **kwargs)
+            started = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                self.seconds += time.perf_counter() - started
+
+        return timed
+
+    def close(self) -> None:
+        for name, original in self._originals.items():
+            setattr(Collection, name, original)
+
+
 @dataclass
 class Series:
-    """Per measured turn of one configuration: seconds in total, in the hooks and in commands; commands sent."""
+    """Per measured turn of one configuration: seconds in total, in the hooks, in pymongo calls and in commands."""
 
     total: list[float] = field(default_factory=list)
     hooks: list[float] = field(default_factory=list)
+    pymongo_s: list[float] = field(default_factory=list)
     commands_s: list[float] = field(default_factory=list)
     commands: list[int] = field(default_factory=list)
 
@@ -200,6 +242,7 @@ def measure(
     client: Client = MongoClient(uri, event_listeners=[timer])
     database_name = unique_database(f"turn_split_{layout}")
     configurations = (AGENT_ALONE, BOOKKEEPING, layout)
+    calls = PyMongoCalls()
     try:
         start = max(0, length - WINDOW)
         agents: dict[str, Agent] = {
@@ -219,19 +262,23 @@ def measure(
                 if manager is not None:
                     manager.seconds = 0.0
                 timer.seconds, timer.commands = 0.0, 0
+                calls.seconds, calls.enabled = 0.0, name == layout
                 started = time.perf_counter()
                 agent(text)
                 total = time.perf_counter() - started
+                calls.enabled = False
                 if turn < warmup:
                     continue
                 series[name].total.append(total)
                 series[name].hooks.append(manager.seconds if manager is not None else 0.0)
+                series[name].pymongo_s.append(calls.seconds)
                 series[name].commands_s.append(timer.seconds)
                 series[name].commands.append(timer.commands)
             if progress is not None:
                 progress.advance()
         return series
     finally:
+        calls.close()
         client.drop_database(database_name)
         client.close()
 
@@ -243,7 +290,10 @@ def split_of(series: dict[str, Series], layout: str) -> dict[str, float]:
     bookkeeping = median(series[BOOKKEEPING].hooks)
     total = median(measured.total)
     commands = median(measured.commands_s)
-    hooks_rest = [hooks - commands_s for hooks, commands_s in zip(measured.hooks, measured.commands_s, strict=True)]
+    per_turn = list(zip(measured.hooks, measured.pymongo_s, measured.commands_s, strict=True))
+    hooks_rest = [hooks - in_commands for hooks, _, in_commands in per_turn]
+    client_side = [in_pymongo - in_commands for _, in_pymongo, in_commands in per_turn]
+    library = [hooks - in_pymongo for hooks, in_pymongo, _ in per_turn]
     return {
         "total_s": total,
         "commands_s": commands,
@@ -253,6 +303,8 @@ def split_of(series: dict[str, Series], layout: str) -> dict[str, float]:
         "hooks_s": median(measured.hooks),
         "dict_turn_s": median(series[BOOKKEEPING].total),
         "rest_in_hooks_s": median(hooks_rest) - bookkeeping,
+        "pymongo_client_side_s": median(client_side),
+        "library_s": median(library) - bookkeeping,
     }
 
 
@@ -285,6 +337,7 @@ def main() -> None:
                         name: {
                             "total_s": microseconds(values.total),
                             "hooks_s": microseconds(values.hooks),
+                            "pymongo_s": microseconds(values.pymongo_s),
                             "commands_s": microseconds(values.commands_s),
                         }
                         for name, values in series.items()
@@ -309,6 +362,8 @@ def main() -> None:
                     ms(parts["bookkeeping_s"]),
                     ms(parts["rest_s"]),
                     ms(parts["rest_in_hooks_s"]),
+                    ms(parts["pymongo_client_side_s"]),
+                    ms(parts["library_s"]),
                     ", ".join(f"{count}: {turns}" for count, turns in sorted(commands.items())),
                 ]
             )
@@ -321,6 +376,8 @@ def main() -> None:
         "Strands bookkeeping ms",
         "rest ms",
         "rest in hooks ms",
+        "of which pymongo client side ms",
+        "of which library ms",
         "commands per turn: turns",
     ]
     title = (
@@ -332,15 +389,20 @@ def main() -> None:
         "Strands bookkeeping: time in the hooks of RepositorySessionManager over a dict repository; rest = turn - "
         "commands - Agent alone - Strands bookkeeping (difference of medians): this library plus pymongo's client "
         "side outside its commands;\nrest in hooks = time in the session manager's hooks - their commands - the "
-        "dict manager's hooks (per turn, then the median): the same, measured directly"
+        "dict manager's hooks (per turn, then the median): the same, measured directly;\nof which pymongo client side "
+        "= time inside insert_one/find_one_and_update - their commands; of which library = hooks - those pymongo calls "
+        "- the dict manager's hooks"
     )
     if len(lengths) > 1:
         first, last = str(lengths[0]), str(lengths[-1])
         growth = []
         for layout in LAYOUTS:
-            before, after = (results[layout][key]["split"]["rest_in_hooks_s"] for key in (first, last))
-            growth.append(f"{layout} {ms(before)} -> {ms(after)} ms ({after / before:.2f}x)" if before > 0 else layout)
-        verdict = f"Rest in hooks from {lengths[0]:,} to {lengths[-1]:,} stored messages: " + "; ".join(growth)
+            for part in ("rest_in_hooks_s", "library_s"):
+                before, after = (results[layout][key]["split"][part] for key in (first, last))
+                label = f"{layout} {part.removesuffix('_s').replace('_', ' ')}"
+                ratio = f" ({after / before:.2f}x)" if before > 0 else ""
+                growth.append(f"{label} {ms(before)} -> {ms(after)} ms{ratio}")
+        verdict = f"From {lengths[0]:,} to {lengths[-1]:,} stored messages: " + "; ".join(growth)
         print("\n" + verdict, flush=True)
         tables.append(verdict)
     parameters = {
