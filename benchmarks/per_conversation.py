@@ -90,12 +90,15 @@ class ProcessMonitor(monitoring.CommandListener, monitoring.ConnectionPoolListen
         self.commands: list[str] = []
         self.connections = 0
         self.pools = 0
+        self.failed_commands: list[str] = []
+        """Commands that failed (a retried write shows here): name and failure."""
 
     def reset(self) -> None:
         with self._lock:
             self.commands.clear()
             self.connections = 0
             self.pools = 0
+            self.failed_commands.clear()
 
     def counted_commands(self) -> list[str]:
         with self._lock:
@@ -110,7 +113,8 @@ class ProcessMonitor(monitoring.CommandListener, monitoring.ConnectionPoolListen
         pass
 
     def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        pass
+        with self._lock:
+            self.failed_commands.append(f"{event.command_name}: {event.failure}"[:200])
 
     # ConnectionPoolListener
     def connection_created(self, event: monitoring.ConnectionCreatedEvent) -> None:
@@ -215,6 +219,8 @@ class ModeFigures:
     commands: list[list[str]] = field(default_factory=list)
     connections: list[int] = field(default_factory=list)
     pools: list[int] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    """Conversations that raised (not timed): session id and error."""
 
     def summary(self) -> dict[str, Any]:
         sequences = Counter(tuple(sequence) for sequence in self.commands)
@@ -226,6 +232,7 @@ class ModeFigures:
             "command_sequences": {" ".join(sequence): count for sequence, count in sequences.most_common()},
             "connections_per_conversation": sum(self.connections) / len(self.connections),
             "pools_per_conversation": sum(self.pools) / len(self.pools),
+            "failures": self.failures,
             "seconds": microseconds(self.seconds),
         }
 
@@ -275,10 +282,18 @@ def measure(
                     for index, session_id in enumerate(session_ids(mode, round_index, warmup + measured)):
                         monitor.reset()
                         started = time.perf_counter()
-                        converse(make_manager, session_id)
+                        try:
+                            converse(make_manager, session_id)
+                        except Exception as error:  # counted and shown, not timed: the run goes on
+                            failed = "; ".join(monitor.failed_commands) or "none"
+                            figures[mode].failures.append(
+                                f"{session_id}: {type(error).__name__}: {str(error)[:200]} (failed commands: {failed})"
+                            )
+                            continue
+                        finally:
+                            if progress is not None:
+                                progress.advance()
                         seconds = time.perf_counter() - started
-                        if progress is not None:
-                            progress.advance()
                         if index < warmup:
                             continue
                         figures[mode].seconds.append(seconds)
@@ -343,6 +358,7 @@ def main() -> None:
                     compact(sequence) + ("" if len(entry["command_sequences"]) == 1 else " (most often)"),
                     f"{entry['connections_per_conversation']:g}",
                     f"{entry['pools_per_conversation']:g}",
+                    len(entry["failures"]),
                 ]
             )
         goal = figures[layout][GOAL_MODE]["ratio_to_factory"]
@@ -362,6 +378,7 @@ def main() -> None:
         "commands sent",
         "connections opened",
         "pools created",
+        "failed",
     ]
     title = (
         f"One conversation (new manager, resume of {SEEDED_MESSAGES} messages, one turn, close), "
@@ -374,6 +391,9 @@ def main() -> None:
         "(PoolCreatedEvent, one per server a new MongoClient finds);\nall counted by listeners registered "
         "globally, so the library's own clients are counted too"
     )
+    failures = [failure for layout in layouts for mode in MODES for failure in figures[layout][mode]["failures"]]
+    if failures:
+        verdicts.append(f"{len(failures)} conversation(s) failed (not timed), first: {failures[0]}")
     verdict = "\n".join(verdicts)
     print("\n" + verdict, flush=True)
     tables.append(verdict)

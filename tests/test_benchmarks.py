@@ -202,6 +202,7 @@ def test_per_conversation_counts_commands_and_connections_of_every_client(mongod
     assert finished.returncode == 0, finished.stderr[-2000:]
     summary = json.loads(finished.stdout.splitlines()[-1])
     expected = " ".join(PER_CONVERSATION[layout])
+    assert all(summary[mode]["failures"] == [] for mode in summary)
     for mode in ("factory", "borrowed client"):
         assert summary[mode]["conversations"] == 2
         assert summary[mode]["command_sequences"] == {expected: 2}, mode
