@@ -42,6 +42,7 @@ from commands import LAYOUTS, answer_metrics, text_message
 from growth import prompt
 from pymongo import MongoClient
 from strands import Agent
+from strands.types.content import Message
 from strands.types.session import SessionMessage
 from turn_split import PROMPT_BYTES, mongodb_agent
 
@@ -77,7 +78,7 @@ def profiled_threads() -> Iterator[list[cProfile.Profile]]:
     try:
         yield profiles
     finally:
-        threading.setprofile(None)  # type: ignore[arg-type]
+        threading.setprofile(None)
 
 
 def in_package(filename: str, package: str) -> bool:
@@ -253,7 +254,10 @@ def micro_costs(uri: str) -> dict[str, float]:
     database_name = unique_database("profile_micro")
     try:
         repository = MongoDBSessionRepository(client=client, database_name=database_name)
-        answer = {**text_message(1), "metadata": {"usage": answer_metrics(1)["usage"], "metrics": {"latencyMs": 100}}}
+        answer: Message = {
+            **text_message(1),
+            "metadata": {"usage": answer_metrics(1)["usage"], "metrics": {"latencyMs": 100}},
+        }
         message = SessionMessage.from_message(answer, 1)
         extra = {"event_loop_metrics": answer_metrics(1)}
         document = _documents.message_document(message, _documents.now(), extra)
@@ -302,13 +306,10 @@ def library_calls(rows: list[list[Any]]) -> Counter[str]:
 def print_micro(layout: str, rows: list[list[Any]], costs: dict[str, float]) -> None:
     """µs per turn of the :data:`MICRO` functions: calls per turn (cProfile, exact) times µs per call (alone)."""
     calls = library_calls(rows)
-    table = sorted(
-        ([name, f"{calls[name]:g}", f"{cost * 1e6:.2f}", calls[name] * cost * 1e6] for name, cost in costs.items()),
-        key=lambda row: -row[3],
-    )
+    per_turn = sorted(((calls[name] * cost, name) for name, cost in costs.items()), reverse=True)
     print_table(
         ["function", "calls/turn", "µs/call alone", "µs/turn"],
-        [[*row[:3], f"{row[3]:.1f}"] for row in table],
+        [[name, f"{calls[name]:g}", f"{costs[name] * 1e6:.2f}", f"{seconds * 1e6:.1f}"] for seconds, name in per_turn],
         title=f"{layout}: the library's per-turn functions, CPU time alone (best of 5) times calls per turn",
     )
 
@@ -338,6 +339,13 @@ def main() -> None:
             under = figures["profiled_turn_s"] * 1000
             print(f"{under:.2f} ms per turn under it, {figures['threads']} threads profiled")
             rows = ranked(figures["stats"], args.turns)
+            totals: Counter[str] = Counter()
+            for place, _, _, own, _ in rows:
+                totals[place] += own
+            print(
+                "own time per turn under cProfile, all functions: "
+                + ", ".join(f"{place} {totals[place]:.0f} µs" for place in ("library", *CLIENT_PACKAGES))
+            )
             for place in ("library", "pymongo+bson"):
                 chosen = [row for row in rows if (row[0] == place) or (place != "library" and row[0] != "library")]
                 print_table(

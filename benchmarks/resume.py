@@ -113,7 +113,9 @@ def build_peer_session(peer: str, session_id: str, directory: Path, size: int, w
             manager.create_message(session_id, agent.agent_id, SessionMessage.from_message(text_message(index), index))
         return
     agent = peer_agent(peer, session_id, directory, window, [text_message(index) for index in range(size)])
-    agent._session_manager.sync_agent(agent)
+    snapshots = agent._session_manager
+    assert isinstance(snapshots, SnapshotSessionManager)
+    snapshots.sync_agent(agent)
 
 
 def window_peer_session(peer: str, session_id: str, directory: Path, size: int, window: int) -> None:
