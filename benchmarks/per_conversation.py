@@ -169,9 +169,9 @@ def process_monitor() -> ProcessMonitor:
 
 
 @contextmanager
-def mode_managers(mode: str, uri: str, database_name: str, layout: str) -> Iterator[MakeManager]:
+def mode_managers(mode: str, uri: str, database_name: str, collection_name: str, layout: str) -> Iterator[MakeManager]:
     """What a block of conversations of ``mode`` needs: a way to make a manager, set up and torn down here."""
-    options: dict[str, Any] = {"database_name": database_name, "layout": layout}
+    options: dict[str, Any] = {"database_name": database_name, "collection_name": collection_name, "layout": layout}
     if mode == "connection string":
         yield lambda session_id: create_mongodb_session_manager(session_id, connection_string=uri, **options)
     elif mode == "factory":
@@ -255,7 +255,11 @@ def measure(
     """Run ``conversations`` measured conversations of each mode on ``layout``, in rounds of blocks.
 
     Every conversation resumes a session of its own, stored beforehand with ``SEEDED_MESSAGES``
-    messages, so each does the same work. The database is dropped at the end.
+    messages, so each does the same work. Each block has a collection of its own: SecantusDB
+    scans a whole collection for a ``findAndModify`` (``explain``: ``COLLSCAN``, even on ``_id``),
+    so with every session in one collection each embedded write would cost more the more sessions
+    the run has stored (mongod finds the document by its ``_id`` index). The database is dropped
+    at the end.
     """
     monitor = process_monitor()
     database_name = unique_database(f"per_conversation_{layout}")
@@ -266,6 +270,9 @@ def measure(
     def session_ids(mode: str, round_index: int, count: int) -> list[str]:
         return [f"{mode.replace(' ', '-')}-{round_index}-{index}" for index in range(count)]
 
+    def collection(mode: str, round_index: int) -> str:
+        return f"sessions_{mode.replace(' ', '_')}_{round_index}"
+
     def window() -> SlidingWindowConversationManager:
         return SlidingWindowConversationManager(window_size=WINDOW)
 
@@ -273,12 +280,13 @@ def measure(
         for round_index, measured in enumerate(rounds):
             for mode in modes:
                 for session_id in session_ids(mode, round_index, warmup + measured):
-                    build_session(seeder, database_name, layout, session_id, SEEDED_MESSAGES, window)
+                    name = collection(mode, round_index)
+                    build_session(seeder, database_name, layout, session_id, SEEDED_MESSAGES, window, 0, name)
         for round_index, measured in enumerate(rounds):
             # the block order rotates, so that no mode always follows the same one
             shift = round_index % len(modes)
             for mode in modes[shift:] + modes[:shift]:
-                with mode_managers(mode, uri, database_name, layout) as make_manager:
+                with mode_managers(mode, uri, database_name, collection(mode, round_index), layout) as make_manager:
                     for index, session_id in enumerate(session_ids(mode, round_index, warmup + measured)):
                         monitor.reset()
                         started = time.perf_counter()
