@@ -247,8 +247,8 @@ def measure(
     layout: str,
     conversations: int,
     *,
-    block: int = 20,
-    warmup: int = 2,
+    block: int = 5,
+    warmup: int = 1,
     modes: tuple[str, ...] = MODES,
     progress: Progress | None = None,
 ) -> dict[str, ModeFigures]:
@@ -326,8 +326,8 @@ def compact(sequence: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--conversations", type=int, default=200, help="measured conversations per mode (200)")
-    parser.add_argument("--block", type=int, default=20, help="measured conversations per block of one mode (20)")
-    parser.add_argument("--warmup", type=int, default=2, help="unmeasured conversations opening each block (2)")
+    parser.add_argument("--block", type=int, default=5, help="measured conversations per block of one mode (5)")
+    parser.add_argument("--warmup", type=int, default=1, help="unmeasured conversations opening each block (1)")
     parser.add_argument("--layouts", default=",".join(LAYOUTS), help="message layouts (embedded,split)")
     parser.add_argument("--check", action="store_true", help=f"exit 1 unless every ratio goal (<= {GOAL_RATIO}) holds")
     args = parse_args(__doc__ or "", parser)
