@@ -14,7 +14,9 @@ import json
 import math
 import os
 import platform
+import socket
 import statistics
+import subprocess
 import sys
 import time
 import uuid
@@ -40,6 +42,7 @@ __all__ = [
     "CommandCounter",
     "Progress",
     "ScriptedModel",
+    "load_average",
     "median",
     "microseconds",
     "mongodb_server",
@@ -49,6 +52,9 @@ __all__ = [
     "unique_database",
     "write_results",
 ]
+
+LOAD_AT_START = ", ".join(f"{value:.2f}" for value in os.getloadavg())
+"""The load averages when the benchmark started (the machine is shared: timings depend on it)."""
 
 PACKAGES = ("mongodb-session-manager", "strands-agents", "pymongo", "secantusdb", "fastapi", "uvicorn", "httpx")
 
@@ -69,18 +75,26 @@ def parse_args(description: str, parser: argparse.ArgumentParser | None = None) 
 
 
 @contextmanager
-def mongodb_server(uri: str | None, *, replica_set: bool = True) -> Iterator[tuple[str, str]]:
+def mongodb_server(
+    uri: str | None, *, replica_set: bool = True, child_process: bool = False
+) -> Iterator[tuple[str, str]]:
     """Yield ``(uri, description)``: ``uri`` if given, else an in-memory SecantusDB started here.
 
     SecantusDB presents itself as a one-member replica set unless ``replica_set`` is False: then it
-    is a standalone server (no oplog), and pymongo sends no retryable-write numbers to it.
+    is a standalone server (no oplog), and pymongo sends no retryable-write numbers to it. It runs
+    in this process unless ``child_process`` (then it does not share the interpreter lock with
+    the code measured, and a profile of this process holds no server code).
     """
     if uri:
         yield uri, "given by --uri / $MONGODB_URI"
         return
+    topology = "one-member replica set" if replica_set else "standalone"
+    if child_process:
+        with secantus_child_process(replica_set) as child_uri:
+            yield child_uri, f"SecantusDB in memory, {topology}, in a child process"
+        return
     from secantus import SecantusDBServer  # type: ignore[import-untyped]
 
-    topology = "one-member replica set" if replica_set else "standalone"
     server = SecantusDBServer(
         host="127.0.0.1", port=0, storage_path=":memory:", replica_set_name="secantus" if replica_set else None
     )
@@ -89,6 +103,38 @@ def mongodb_server(uri: str | None, *, replica_set: bool = True) -> Iterator[tup
         yield server.uri, f"SecantusDB in memory, {topology}, in this process (it shares the GIL with the benchmark)"
     finally:
         server.stop()
+
+
+@contextmanager
+def secantus_child_process(replica_set: bool) -> Iterator[str]:
+    """Run ``python -m secantus`` in memory on a free loopback port; yield its URI once it answers."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "secantus", "--host", "127.0.0.1", "--port", str(port)]
+    command += ["--storage-path", ":memory:", "--log-level", "WARNING"]
+    if not replica_set:
+        command.append("--standalone")
+    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    uri = f"mongodb://127.0.0.1:{port}/?directConnection=true"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+            except OSError:
+                if child.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"SecantusDB did not start: {' '.join(command)}") from None
+                time.sleep(0.05)
+        yield uri
+    finally:
+        child.terminate()
+        try:
+            child.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
 
 
 def unique_database(prefix: str) -> str:
@@ -169,6 +215,11 @@ class Progress:
         return elapsed
 
 
+def load_average() -> str:
+    """The 1, 5 and 15-minute load averages, as ``uptime`` shows them (the machine is shared: say how busy)."""
+    return ", ".join(f"{value:.2f}" for value in os.getloadavg())
+
+
 def versions() -> dict[str, str | None]:
     found: dict[str, str | None] = {}
     for package in PACKAGES:
@@ -193,7 +244,12 @@ def machine() -> dict[str, Any]:
 def write_results(
     name: str, args: argparse.Namespace, server: str, parameters: dict[str, Any], figures: Any, tables: Sequence[str]
 ) -> Path | None:
-    """Write ``benchmarks/results/<name>.json`` (unless ``--no-save``) and say where."""
+    """Write ``benchmarks/results/<name>.json`` (unless ``--no-save``) and say where.
+
+    Prints the load averages (1, 5, 15 minutes) at the start and now: the machine may be shared.
+    """
+    load = {"start": LOAD_AT_START, "end": load_average()}
+    print(f"\nload average (1, 5, 15 min): {load['start']} at the start, {load['end']} at the end", flush=True)
     if args.no_save:
         return None
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -204,6 +260,7 @@ def write_results(
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         "server": server,
         "machine": machine(),
+        "load_average": load,
         "versions": versions(),
         "parameters": parameters,
         "figures": figures,

@@ -103,13 +103,16 @@ def build_session(
     messages: int,
     conversation_manager: Callable[[], ConversationManager] = NullConversationManager,
     removed: int = 0,
+    collection_name: str = "sessions",
 ) -> None:
     """A stored session of ``messages`` messages whose conversation manager had removed ``removed`` of them.
 
     The session and agent are created by a real manager and Agent (so the stored conversation-manager
     state names the right class); the removal is stored with ``update_agent``, as a sync would.
     """
-    manager = MongoDBSessionManager(session_id, client=client, database_name=database_name, layout=layout)
+    manager = MongoDBSessionManager(
+        session_id, client=client, database_name=database_name, collection_name=collection_name, layout=layout
+    )
     cm = conversation_manager()
     agent = Agent(model=ScriptedModel([]), session_manager=manager, conversation_manager=cm, callback_handler=None)
     store_messages(manager.repository, session_id, agent.agent_id, messages)

@@ -12,7 +12,11 @@ memory (and sends to the model) is chosen with ``--window``:
 * ``--window 0``: ``NullConversationManager``, the history is never trimmed: Strands' own per-turn
   work then grows with it (it copies and serialises the whole history on every model call).
 
-"baseline" is the same Agent with no session manager. The claim checked: with ``layout="split"``
+"baseline" is the same Agent with no session manager. "files" and "snapshot" are Strands' own
+local-file session managers (``FileSessionManager``, and ``SnapshotSessionManager`` over
+``LocalFileStorage``) in a temporary directory: what a user picks without a database. Files on
+one machine are not durable across machines; they show what MongoDB's durability costs here.
+The claim checked: with ``layout="split"``
 the median of the last 10 measured turns is at most 1.5 times the median of the first 10. Exit
 status 1 if not. The ratio counted from the conversation's first turn is printed as well.
 
@@ -32,8 +36,10 @@ import argparse
 import copy
 import gc
 import sys
+import tempfile
 import time
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 from _common import (
@@ -47,6 +53,7 @@ from _common import (
     unique_database,
     write_results,
 )
+from _peers import NOT_DURABLE, PEERS, TimedFileSessionManager, peer_manager
 from pymongo import MongoClient, monitoring
 from strands import Agent
 from strands.agent.conversation_manager import (
@@ -57,7 +64,10 @@ from strands.agent.conversation_manager import (
 
 from mongodb_session_manager import MongoDBSessionManager
 
-CONFIGURATIONS = ("baseline", "split", "embedded")
+LAYOUTS = ("split", "embedded")
+CONFIGURATIONS = ("baseline", *LAYOUTS, *PEERS)
+MANAGED = CONFIGURATIONS[1:]
+"""Configurations with a session manager (timed hooks)."""
 CLAIM_RATIO = 1.5
 
 
@@ -131,12 +141,22 @@ def conversation_manager(window: int) -> ConversationManager:
 
 
 def new_agent(
-    configuration: str, client: MongoClient[dict[str, Any]], database_name: str, session_id: str, window: int
+    configuration: str,
+    client: MongoClient[dict[str, Any]],
+    database_name: str,
+    session_id: str,
+    window: int,
+    directory: Path,
 ) -> Agent:
+    """The configuration's Agent: MongoDB layouts in ``database_name``, Strands' file managers under ``directory``."""
     model = ScriptedModel.echo(record_calls=False)  # a recording model deep-copies the history per call
     if configuration == "baseline":
         return Agent(model=model, conversation_manager=conversation_manager(window), callback_handler=None)
-    manager = TimedManager(session_id, client=client, database_name=database_name, layout=configuration)
+    manager: Any
+    if configuration in PEERS:
+        manager = peer_manager(configuration, session_id, directory)
+    else:
+        manager = TimedManager(session_id, client=client, database_name=database_name, layout=configuration)
     return Agent(
         model=model,
         session_manager=manager,
@@ -158,12 +178,14 @@ def run(configuration: str, uri: str, turns: int, prompt_bytes: int, edge: int, 
     timer = CommandTime()
     client: MongoClient[dict[str, Any]] = MongoClient(uri, event_listeners=[timer])
     database_name = unique_database(f"growth_{configuration}")
+    directory = tempfile.TemporaryDirectory(prefix="bench_growth_")
     try:
-        warm_up = new_agent(configuration, client, database_name, "warm-up", window)
+        files = Path(directory.name)
+        warm_up = new_agent(configuration, client, database_name, "warm-up", window, files)
         for turn in range(5):
             warm_up(prompt(turn, prompt_bytes))
-        agent = new_agent(configuration, client, database_name, "growth", window)
-        manager = agent._session_manager if isinstance(agent._session_manager, TimedManager) else None
+        agent = new_agent(configuration, client, database_name, "growth", window, files)
+        manager: Any = agent._session_manager if configuration in MANAGED else None
         fill = filling_turns(window)
         total = fill + turns
         progress = Progress(total, f"{configuration:>8}: turn")
@@ -193,13 +215,15 @@ def run(configuration: str, uri: str, turns: int, prompt_bytes: int, edge: int, 
         progress.close()
         held = len(agent.messages)  # Strands trims an odd window one message further, to start on a user message
         assert held == (2 * (window // 2) if window else 2 * total), held
-        if manager is not None:  # every turn was stored, whatever the Agent kept
-            stored = manager.repository.list_messages("growth", agent.agent_id, offset=2 * total - 2)
+        if isinstance(manager, (TimedManager, TimedFileSessionManager)):  # every turn was stored
+            repository = manager.repository if isinstance(manager, TimedManager) else manager
+            stored = repository.list_messages("growth", agent.agent_id, offset=2 * total - 2)
             assert [message.message_id for message in stored] == [2 * total - 2, 2 * total - 1]
         return figures
     finally:
         client.drop_database(database_name)
         client.close()
+        directory.cleanup()
         gc.collect()
 
 
@@ -279,20 +303,23 @@ def main() -> None:
             row += ["-", "-", "-"]
         else:
             entry |= {
-                "commands_per_turn": dict(Counter(measured.commands)),
-                "filling_commands_per_turn": dict(Counter(measured.filling_commands)),
                 "manager_median_first_s": first(measured.manager),
                 "manager_median_last_s": last(measured.manager),
                 "manager_ratio": ratio(measured.manager),
-                "mongodb_median_first_s": first(measured.mongodb),
-                "mongodb_median_last_s": last(measured.mongodb),
-                "mongodb_ratio": ratio(measured.mongodb),
                 "net_median_first_s": first(net[name]),
                 "net_median_last_s": last(net[name]),
             }
+            if name in LAYOUTS:
+                entry |= {
+                    "commands_per_turn": dict(Counter(measured.commands)),
+                    "filling_commands_per_turn": dict(Counter(measured.filling_commands)),
+                    "mongodb_median_first_s": first(measured.mongodb),
+                    "mongodb_median_last_s": last(measured.mongodb),
+                    "mongodb_ratio": ratio(measured.mongodb),
+                }
             row += [
                 shown(measured.manager),
-                shown(measured.mongodb),
+                shown(measured.mongodb) if name in LAYOUTS else "-",
                 f"{ms(entry['net_median_first_s'])} -> {ms(entry['net_median_last_s'])}",
             ]
         row += [ms(entry["history_copy_first_s"]) + " -> " + ms(entry["history_copy_last_s"]), f"{seconds[name]:.0f}"]
@@ -328,7 +355,7 @@ def main() -> None:
         "in session manager: time inside the manager's hooks (appends, agent syncs), MongoDB included; "
         "of which MongoDB: the turn's commands as timed by pymongo;\nminus baseline: per turn, minus the "
         "baseline's time for the same turn (noisy); 1 history copy: one deep copy of the history the model is sent "
-        "(Strands 1.62 makes two per model call, and JSON-encodes it twice for its trace spans)"
+        "(Strands 1.62 makes two per model call, and JSON-encodes it twice for its trace spans)\n" + NOT_DURABLE
     )
 
     buckets = min(10, args.turns)
@@ -340,15 +367,15 @@ def main() -> None:
             [
                 f"{bucket_turns.start + 1}-{bucket_turns.stop}",
                 *(ms(median(runs[name].latencies[bucket_turns])) for name in CONFIGURATIONS),
-                *(ms(median(runs[name].manager[bucket_turns])) for name in CONFIGURATIONS if name != "baseline"),
-                *(ms(median(runs[name].mongodb[bucket_turns])) for name in CONFIGURATIONS if name != "baseline"),
+                *(ms(median(runs[name].manager[bucket_turns])) for name in MANAGED),
+                *(ms(median(runs[name].mongodb[bucket_turns])) for name in LAYOUTS),
             ]
         )
     curve_headers = [
         "measured turns",
         *(f"{name} ms" for name in CONFIGURATIONS),
-        *(f"{name} in manager ms" for name in CONFIGURATIONS if name != "baseline"),
-        *(f"{name} in MongoDB ms" for name in CONFIGURATIONS if name != "baseline"),
+        *(f"{name} in manager ms" for name in MANAGED),
+        *(f"{name} in MongoDB ms" for name in LAYOUTS),
     ]
     tables.append(print_table(curve_headers, curve_rows, title="Median turn latency per bucket of turns"))
 

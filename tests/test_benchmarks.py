@@ -2,12 +2,15 @@
 
 Counts of commands do not depend on the machine, so they are exact. Resumes use 200 messages
 here (1,000 in the benchmark): the command counts are the same, only the bytes differ. The
-premise of ``benchmarks/growth.py`` (every compared turn does the same work) is checked too.
+premise of ``benchmarks/growth.py`` (every compared turn does the same work) is checked too, and
+the other benchmarks run with tiny parameters: what they count is asserted, never their timings.
 """
 
 import argparse
 import asyncio
 import importlib
+import json
+import subprocess
 import sys
 import uuid
 from pathlib import Path
@@ -24,11 +27,16 @@ from command_counter import CommandCounter
 from scripted_model import ScriptedModel
 from stored_sessions import StoredSessions
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
 commands = importlib.import_module("commands")
 growth = importlib.import_module("growth")
+peers = importlib.import_module("_peers")
+profile_turn = importlib.import_module("profile_turn")
+resume = importlib.import_module("resume")
 server_writes = importlib.import_module("server_writes")
 storage_benchmark = importlib.import_module("storage")
+turn_split = importlib.import_module("turn_split")
 
 RESUME_MESSAGES = 200
 WINDOW = 40
@@ -182,3 +190,109 @@ def test_storage_benchmark_counts_the_commands_of_every_operation(
         "snapshots, MongoDBStorage": (1, ["find"]),
         "snapshots, LocalFileStorage": (0, []),
     }
+
+
+@pytest.mark.parametrize("peer", peers.PEERS)
+def test_growth_runs_strands_file_managers_and_times_their_hooks(mongodb_uri: str, peer: str) -> None:
+    turns = 4
+    figures = growth.run(peer, mongodb_uri, turns=turns, prompt_bytes=60, edge=2, window=4)
+    assert len(figures.latencies) == len(figures.manager) == turns
+    assert all(seconds > 0 for seconds in figures.manager)
+    assert figures.commands == [0] * turns  # files only: nothing reaches MongoDB
+
+
+@pytest.mark.parametrize("peer", peers.PEERS)
+def test_resume_times_strands_file_managers_whole_and_windowed(peer: str) -> None:
+    """``time_peer`` checks the resumed Agents hold the whole session, then only the window."""
+    (result,) = resume.time_peer(peer, [12], window=4, repeats=1)
+    assert result["layout"] == peer
+    assert (result["whole"]["messages_loaded"], result["window"]["messages_loaded"]) == (12, 4)
+    assert result["stored_bytes"] > 12 * 300
+    assert result["whole"]["commands"] is None
+
+
+PER_CONVERSATION = {
+    "embedded": ["aggregate", "findAndModify", "findAndModify"],
+    "split": ["find", "find", "insert", "findAndModify", "insert"],
+}
+"""What a conversation (a resume of one agent, then one turn of two messages) sends after index creation."""
+
+
+@pytest.mark.parametrize("layout", commands.LAYOUTS)
+def test_per_conversation_counts_commands_and_connections_of_every_client(mongodb_uri: str, layout: str) -> None:
+    """Run in a process of its own: its listeners are registered globally, for good, to see the library's clients."""
+    code = (
+        "import json, sys, per_conversation as p; "
+        "figures = p.measure(sys.argv[1], sys.argv[2], 2, block=2, warmup=1); "
+        "print(json.dumps({mode: measured.summary() for mode, measured in figures.items()}))"
+    )
+    finished = subprocess.run(
+        [sys.executable, "-c", code, mongodb_uri, layout],
+        cwd=BENCHMARKS,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    summary = json.loads(finished.stdout.splitlines()[-1])
+    expected = " ".join(PER_CONVERSATION[layout])
+    assert all(summary[mode]["failures"] == [] for mode in summary)
+    for mode in ("connection string", "factory", "borrowed client"):
+        assert summary[mode]["conversations"] == 2
+        assert summary[mode]["command_sequences"] == {expected: 2}, mode
+        assert summary[mode]["connections_per_conversation"] == 0, mode
+        assert summary[mode]["pools_per_conversation"] == 0, mode
+
+
+@pytest.mark.parametrize("layout", commands.LAYOUTS)
+def test_turn_split_measures_the_same_turn_in_every_configuration(mongodb_uri: str, layout: str) -> None:
+    turns = 3
+    series = turn_split.measure(mongodb_uri, layout, length=50, turns=turns, warmup=1)
+    assert set(series) == {turn_split.AGENT_ALONE, turn_split.BOOKKEEPING, layout}
+    # two messages and the window's new offset (and, split, the turn's session check)
+    assert series[layout].commands == [{"embedded": 3, "split": 4}[layout]] * turns
+    assert series[turn_split.BOOKKEEPING].commands == series[turn_split.AGENT_ALONE].commands == [0] * turns
+    assert all(seconds > 0 for seconds in series[turn_split.BOOKKEEPING].hooks)
+    assert series[turn_split.AGENT_ALONE].hooks == [0.0] * turns
+    parts = turn_split.split_of(series, layout)
+    assert parts["total_s"] > parts["commands_s"] > 0
+
+
+def test_dict_repository_resumes_from_the_window_offset() -> None:
+    agent = turn_split.dict_agent(50)
+    assert len(agent.messages) == turn_split.WINDOW
+    assert agent.messages[0] == commands.text_message(50 - turn_split.WINDOW)
+
+
+@pytest.mark.parametrize("layout", commands.LAYOUTS)
+def test_profile_turn_counts_the_library_calls_of_a_turn_exactly(mongodb_uri: str, layout: str) -> None:
+    turns = 4
+    figures = profile_turn.run_turns(mongodb_uri, layout, length=50, turns=turns, warmup=1, profile=True)
+    calls = profile_turn.library_calls(profile_turn.ranked(figures["stats"], turns))
+    assert calls["append_message"] == 2  # the manager's, per turn: the prompt and the answer
+    assert calls["update_agent"] == 1  # the window's new offset
+    assert calls["create_message"] == 4  # the repository's and the layout's, for two messages
+
+
+def test_profile_turn_reads_py_spy_raw_output(tmp_path: Path) -> None:
+    """Samples of invocation threads only, each charged to its innermost library, pymongo, bson or strands frame."""
+    raw = tmp_path / "raw.txt"
+    frames = [
+        "thread (1): ThreadPoolExecutor-0_0",
+        "append_message (strands/session/repository_session_manager.py:95)",
+        "create_message (mongodb_session_manager/mongodb_session_repository.py:260)",
+    ]
+    lines = [
+        ";".join([*frames, "now (datetime.py:1)"]) + " 30",
+        ";".join([*frames, "insert_one (pymongo/synchronous/collection.py:880)", "sendall (socket.py:1)"]) + " 20",
+        "thread (1): ThreadPoolExecutor-0_0;run (asyncio/runners.py:1) 5",
+        "thread (2): MainThread;main (benchmarks/x.py:1) 99",
+    ]
+    raw.write_text("\n".join(lines) + "\n")
+    samples = profile_turn.read_py_spy(raw)
+    assert samples.by_owner == {"library": 30, "pymongo": 20, "other (event loop, threads)": 5}
+    repository = "mongodb_session_repository.py:create_message"
+    assert samples.own == {repository: 30, "collection.py:insert_one": 20}
+    assert samples.inclusive[repository] == 50
+    assert samples.inclusive["repository_session_manager.py:append_message"] == 50
