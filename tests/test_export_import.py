@@ -10,6 +10,8 @@ import base64
 import io
 import json
 import math
+import subprocess
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -31,6 +33,7 @@ from mongodb_session_manager.errors import (
     SessionConflictError,
     SessionExistsError,
     SessionNotFoundError,
+    SessionTooLargeError,
 )
 
 from command_counter import CommandCounter
@@ -340,6 +343,23 @@ def test_a_malformed_import_names_the_field_and_writes_nothing(
     assert everything(mongo_db) == before
 
 
+def test_a_session_too_large_for_one_document_imports_only_into_the_split_layout(
+    repository_of: Repository, mongo_db: Db
+) -> None:
+    big = {"role": "user", "content": [{"text": "x" * 9_000_000}]}
+    data = messages_with({"message": big}, {"message": {**big, "role": "assistant"}})  # 18 MB in all
+
+    with pytest.raises(SessionTooLargeError):
+        repository_of("embedded").import_session(data)
+    assert everything(mongo_db) == {SESSIONS: [], MESSAGES: []}
+
+    repository_of("split").import_session(data)
+    assert [len(m.message["content"][0]["text"]) for m in repository_of("split").list_messages("s1", "default")] == [
+        9_000_000,
+        9_000_000,
+    ]
+
+
 def test_an_existing_session_id_is_refused_and_nothing_changes(
     repository_of: Repository, layout: str, mongo_db: Db
 ) -> None:
@@ -571,3 +591,24 @@ def test_exporting_a_missing_session_fails_in_one_line(
     error = capsys.readouterr().err
     assert error.startswith("error: session 'nope' not found")
     assert len(error.splitlines()) == 1
+
+
+def test_an_export_piped_into_a_reader_that_stops_early_ends_quietly(
+    mongodb_uri: str, repository_of: Repository, database_name: str
+) -> None:
+    repository = repository_of("embedded", user_id="alice")
+    big = minimal(user_id="alice", metadata={"padding": "x" * 200_000})  # more than a pipe holds
+    for number in range(3):
+        repository.import_session(big, session_id=f"s{number}")
+    command = [sys.executable, "-m", "mongodb_session_manager", "export", "--uri", mongodb_uri]
+    reader = subprocess.Popen(
+        [*command, "--database", database_name, "--user-id", "alice"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert reader.stdout is not None
+    assert reader.stdout.read(10) == b'{"format":'
+    reader.stdout.close()  # like `| head -c 10`
+    _, errors = reader.communicate(timeout=60)
+    assert b"Traceback" not in errors
+    assert reader.returncode == 1

@@ -1,37 +1,34 @@
 """Erasing every session of one user (``delete_sessions``, ``python -m mongodb_session_manager erase``).
 
 Sessions are taken in batches of the user's session documents, expired ones included, in
-whichever layout each is stored. For each batch:
+whichever layout each is stored. For each batch, on the documents' ``(session_id, generation)``:
 
-1. mark them expired (one ``update_many``): from then on every reader and writer finds them absent;
-2. delete their messages from the messages collection (one ``delete_many`` on the documents'
-   ``(session_id, generation)``): split-layout messages, and copies a migration made;
-3. delete the documents (one ``delete_many``, on the same ids and generations).
+1. give their messages that carry no owner the user's (one ``update_many``; it finds nothing
+   unless messages were stored before messages carried their owner, or by a writer that did not
+   know it);
+2. delete the documents (one ``delete_many``): each session vanishes whole, at once;
+3. delete their messages (one ``delete_many``): split-layout messages, and copies a migration made.
 
-The documents go last, so a run killed at any point leaves them for the next run to find.
-Finally the user's messages that no session document owns any more are deleted: split-layout
-messages carry their session's owner fields (and are indexed by ``user_id``), so this finds what
-a writer still appending to an erased session added meanwhile, and what a killed run left if the
-TTL monitor removed its expired documents before the next run. Messages of a session created
-while the erase runs are kept: their session exists. Running it again is always safe, and a run
-that finds nothing sends two commands.
+Finally the user's messages that no session document owns any more are deleted. Messages carry
+their session's owner (indexed by ``user_id``), so this finds what a run killed between steps 2
+and 3 left, and what a writer still appending to an erased session added meanwhile (that writer is
+refused at its next turn). A run killed before step 2 left the documents for the next run. Messages
+of a session created while the erase runs are kept: their session exists. Running it again is
+always safe, and a run that finds nothing sends two commands.
 """
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
+from itertools import islice
 
 from pymongo.collection import Collection
 
-from ._schema import EXPIRES_AT_FIELD, GENERATION_FIELD, Document
+from ._schema import GENERATION_FIELD, USER_ID_FIELD, Document
 
 BATCH = 100
-"""Session documents erased per round of three commands."""
+"""Session documents erased per round of four commands."""
 OWNER_BATCH = 500
 """Session ids looked up per query by the final sweep."""
-ERASED_AT = datetime(1970, 1, 1, tzinfo=UTC)
-"""The ``expires_at`` a session being erased gets: long past, so it is absent at once."""
 
 
 @dataclass(frozen=True)
@@ -55,16 +52,14 @@ def erase_sessions(
     Returns how many session documents were deleted. ``on_batch`` gets the size of each batch done.
     """
     erased = 0
-    while True:
-        batch = list(sessions.find(owner, {GENERATION_FIELD: 1}).sort("_id", 1).limit(BATCH))
-        if not batch:
-            break
+    while batch := list(sessions.find(owner, {GENERATION_FIELD: 1}).limit(BATCH)):  # the owner's index, no sort
         ids = [document["_id"] for document in batch]
         generations = list(dict.fromkeys(document.get(GENERATION_FIELD) for document in batch))
-        chosen = {**owner, "_id": {"$in": ids}, GENERATION_FIELD: {"$in": generations}}
-        sessions.update_many(chosen, {"$set": {EXPIRES_AT_FIELD: ERASED_AT}})
-        messages.delete_many({"session_id": {"$in": ids}, GENERATION_FIELD: {"$in": generations}})
-        erased += sessions.delete_many(chosen).deleted_count
+        their_messages = {"session_id": {"$in": ids}, GENERATION_FIELD: {"$in": generations}}
+        messages.update_many({**their_messages, USER_ID_FIELD: {"$exists": False}}, {"$set": owner})
+        documents = {**owner, "_id": {"$in": ids}, GENERATION_FIELD: {"$in": generations}}
+        erased += sessions.delete_many(documents).deleted_count
+        messages.delete_many(their_messages)
         if on_batch is not None:
             on_batch(len(batch))
     for orphans in _unowned_groups(sessions, messages, owner):
@@ -75,17 +70,12 @@ def erase_sessions(
 def stored_for(sessions: Collection[Document], messages: Collection[Document], owner: Document) -> Stored:
     """Count what :func:`erase_sessions` would erase for ``owner`` (zero and zero once it has run)."""
     session_count = message_count = 0
-    last: Any = None
-    while True:
-        query = owner if last is None else {**owner, "_id": {"$gt": last}}
-        batch = list(sessions.find(query, {GENERATION_FIELD: 1}).sort("_id", 1).limit(OWNER_BATCH))
-        if not batch:
-            break
+    found = sessions.find(owner, {GENERATION_FIELD: 1}, batch_size=OWNER_BATCH)
+    while batch := list(islice(found, OWNER_BATCH)):
         session_count += len(batch)
         ids = [document["_id"] for document in batch]
-        generations = [document.get(GENERATION_FIELD) for document in batch]
+        generations = list(dict.fromkeys(document.get(GENERATION_FIELD) for document in batch))
         message_count += messages.count_documents({"session_id": {"$in": ids}, GENERATION_FIELD: {"$in": generations}})
-        last = ids[-1]
     for orphans in _unowned_groups(sessions, messages, owner):
         message_count += messages.count_documents({"$or": orphans})
     return Stored(sessions=session_count, messages=message_count)

@@ -200,21 +200,25 @@ def _export(client: MongoClient[Document], args: argparse.Namespace) -> int:
         session_ids = [document["_id"] for document in client[args.database][args.collection].find(query, {"_id": 1})]
     repository = _repository(client, args, user_id=user_id, application_name=application)
     exported = 0
-    for session_id in session_ids:
-        try:
-            data = repository.export_session(session_id)
-        except SessionNotFoundError:
-            if args.session_id is None:
-                continue  # deleted or expired since it was listed
-            print(
-                f"error: session {session_id!r} not found in {args.database}.{args.collection} (or expired, or of "
-                "another application); check --session-id, --database and --collection",
-                file=sys.stderr,
-            )
-            return 1
-        sys.stdout.write(json.dumps(data, ensure_ascii=False, allow_nan=False) + "\n")
-        exported += 1
-    sys.stdout.flush()
+    try:
+        for session_id in session_ids:
+            try:
+                data = repository.export_session(session_id)
+            except SessionNotFoundError:
+                if args.session_id is None:
+                    continue  # deleted or expired since it was listed
+                print(
+                    f"error: session {session_id!r} not found in {args.database}.{args.collection} (or expired, or "
+                    "of another application); check --session-id, --database and --collection",
+                    file=sys.stderr,
+                )
+                return 1
+            sys.stdout.write(json.dumps(data, ensure_ascii=False, allow_nan=False) + "\n")
+            exported += 1
+        sys.stdout.flush()
+    except BrokenPipeError:  # the reader went away (``| head``): stop quietly, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     print(f"exported {exported} session(s)", file=sys.stderr)
     return 0
 

@@ -98,6 +98,7 @@ from .listing import (
     after,
     decode_cursor,
     encode_cursor,
+    one_filter,
     summary,
     summary_stages,
     validate_page_size,
@@ -499,11 +500,11 @@ class MongoDBSessionRepository(SessionRepository):
             updated_before=updated_before,
         )
         page_size = validate_page_size(limit)
-        clauses = self._listing_clauses(filters)
-        if cursor is not None:
-            clauses.append(after(*decode_cursor(cursor, filters)))
+        where = self._listing_filter(filters)
+        after_cursor = [{"$match": after(*decode_cursor(cursor, filters))}] if cursor is not None else []
         pipeline: list[Document] = [
-            {"$match": {"$and": clauses}},
+            {"$match": where},
+            *after_cursor,
             {"$sort": NEWEST_FIRST},
             {"$limit": page_size + 1},
             *summary_stages(self._messages_collection_name),
@@ -531,7 +532,7 @@ class MongoDBSessionRepository(SessionRepository):
             updated_after=updated_after,
             updated_before=updated_before,
         )
-        return self._collection.count_documents({"$and": self._listing_clauses(filters)})
+        return self._collection.count_documents(self._listing_filter(filters))
 
     def set_title(self, session_id: str, title: str) -> None:
         """Give the session a title (it replaces the one taken from the first user message)."""
@@ -613,10 +614,10 @@ class MongoDBSessionRepository(SessionRepository):
         with self._snapshots.writing(new_session_id):
             write_new_session(self._sessions, self._messages, fork, new_session_id)
 
-    def _listing_clauses(self, filters: SessionFilter) -> list[Document]:
-        """The repository's scope, the caller's filters, and "not expired"."""
+    def _listing_filter(self, filters: SessionFilter) -> Document:
+        """The repository's scope, the caller's filters, and "not expired", as one filter document."""
         scope = [{name: value} for name, value in self._sessions.scope.items()]
-        return [*scope, *filters.clauses(), live()]
+        return one_filter([*scope, *filters.clauses(), live()])
 
     def _update_entry(self, session_id: str, path: str, fields: RawBSONDocument, expect: Expect) -> None:
         """Set ``fields`` in the existing entry at ``path``; raise :class:`SessionNotFoundError` if there is none."""
