@@ -76,14 +76,15 @@ def parse_args(description: str, parser: argparse.ArgumentParser | None = None) 
 
 @contextmanager
 def mongodb_server(
-    uri: str | None, *, replica_set: bool = True, child_process: bool = False
+    uri: str | None, *, replica_set: bool = True, child_process: bool = False, cache_size: str = "1G"
 ) -> Iterator[tuple[str, str]]:
     """Yield ``(uri, description)``: ``uri`` if given, else an in-memory SecantusDB started here.
 
     SecantusDB presents itself as a one-member replica set unless ``replica_set`` is False: then it
     is a standalone server (no oplog), and pymongo sends no retryable-write numbers to it. It runs
     in this process unless ``child_process`` (then it does not share the interpreter lock with
-    the code measured, and a profile of this process holds no server code).
+    the code measured, and a profile of this process holds no server code). In memory it holds
+    at most ``cache_size`` (data, indexes and oplog).
     """
     if uri:
         yield uri, "given by --uri / $MONGODB_URI"
@@ -96,7 +97,11 @@ def mongodb_server(
     from secantus import SecantusDBServer  # type: ignore[import-untyped]
 
     server = SecantusDBServer(
-        host="127.0.0.1", port=0, storage_path=":memory:", replica_set_name="secantus" if replica_set else None
+        host="127.0.0.1",
+        port=0,
+        storage_path=":memory:",
+        replica_set_name="secantus" if replica_set else None,
+        cache_size=cache_size,
     )
     server.start()
     try:

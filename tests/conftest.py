@@ -1,7 +1,7 @@
 """Shared fixtures: a real MongoDB wire-protocol server and per-test databases.
 
-Set ``MONGODB_URI`` to run against an existing server; otherwise one in-memory SecantusDB
-server is started on a free loopback port for the whole test session.
+Set ``MONGODB_URI`` to run against an existing server; otherwise one SecantusDB server, on a
+scratch directory, is started on a free loopback port for the whole test session.
 """
 
 from __future__ import annotations
@@ -40,14 +40,24 @@ def make_client(uri: str, **kwargs: Any) -> Client:
 
 
 @pytest.fixture(scope="session")
-def mongodb_uri() -> Iterator[str]:
-    """URI of the test server: ``$MONGODB_URI``, or an in-process in-memory SecantusDB."""
+def mongodb_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """URI of the test server: ``$MONGODB_URI``, or an in-process SecantusDB on a scratch directory.
+
+    The server keeps its data on disk, not in memory: an in-memory WiredTiger cache holds every
+    write and its oplog entry until the end of the run, and a whole run of this suite overflows it
+    (``WT_CACHE_FULL``). The journal is off because the directory is thrown away afterwards.
+    """
     if uri := os.environ.get("MONGODB_URI"):
         yield uri
         return
     from secantus import SecantusDBServer  # type: ignore[import-untyped]
 
-    server = SecantusDBServer(host="127.0.0.1", port=0, storage_path=":memory:")
+    server = SecantusDBServer(
+        host="127.0.0.1",
+        port=0,
+        storage_path=str(tmp_path_factory.mktemp("secantus")),
+        durable=False,
+    )
     server.start()
     try:
         yield server.uri

@@ -11,6 +11,7 @@ from strands import Agent
 from strands.agent.conversation_manager import SlidingWindowConversationManager
 
 from mongodb_session_manager import MongoDBSessionManager, MongoDBSessionRepository, _resume
+from mongodb_session_manager._schema import SessionFacts
 from mongodb_session_manager.errors import StaleAgentError
 
 from command_counter import CommandCounter
@@ -239,6 +240,6 @@ def test_a_read_that_overlaps_a_write_is_not_kept() -> None:
     snapshots.keep("s1", document, marker)
     assert snapshots.agent("s1", "a") == (False, None, None)
     snapshots.keep("s1", document, snapshots.writes_so_far())
-    assert snapshots.agent("s1", "a") == (True, document["agents"]["a"], None)
+    assert snapshots.agent("s1", "a") == (True, document["agents"]["a"], SessionFacts(generation=None))
     assert snapshots.take_messages("s1", "a", offset=0) == [{"message_id": 0}]
     assert snapshots.take_messages("s1", "a", offset=0) is None  # handed out once

@@ -37,6 +37,8 @@ resume = importlib.import_module("resume")
 server_writes = importlib.import_module("server_writes")
 storage_benchmark = importlib.import_module("storage")
 turn_split = importlib.import_module("turn_split")
+listing = importlib.import_module("listing")
+erase = importlib.import_module("erase")
 
 RESUME_MESSAGES = 200
 WINDOW = 40
@@ -296,3 +298,66 @@ def test_profile_turn_reads_py_spy_raw_output(tmp_path: Path) -> None:
     assert samples.own == {repository: 30, "collection.py:insert_one": 20}
     assert samples.inclusive[repository] == 50
     assert samples.inclusive["repository_session_manager.py:append_message"] == 50
+
+
+def run_main(module: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str) -> str:
+    """Run a benchmark's ``main`` with ``args`` (and ``--no-save``); return what it printed."""
+    monkeypatch.setattr(sys, "argv", [f"{module.__name__}.py", *args, "--no-save"])
+    module.main()
+    return capsys.readouterr().out
+
+
+def table_rows(printed: str) -> list[list[str]]:
+    return [
+        [cell.strip() for cell in line.strip("|").split("|")] for line in printed.splitlines() if line.startswith("| ")
+    ]
+
+
+def test_listing_pages_one_user_among_many_in_one_command(
+    mongodb_uri: str,
+    mongo_client: MongoClient[dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    printed = run_main(
+        listing,
+        monkeypatch,
+        capsys,
+        "--uri",
+        mongodb_uri,
+        "--sizes",
+        "210,400",
+        "--user-sessions",
+        "210",
+        "--repeats",
+        "1",
+    )
+    rows = table_rows(printed)
+    pages = [row for row in rows if row[-1] == "aggregate"]
+    assert [(row[0], row[1]) for row in pages] == [
+        ("embedded", "210"),
+        ("embedded", "400"),
+        ("split", "210"),
+        ("split", "400"),
+    ]
+    assert all(row[3] == "1.00x" for row in pages if row[1] == "210")
+    plans = [row for row in rows if row[0] in listing.LAYOUTS and row[-1] != "aggregate"]
+    assert len(plans) == 4
+    assert all(row[2] for row in plans)  # the server's winning plan, named
+    assert not [name for name in mongo_client.list_database_names() if name.startswith("bench_listing_")]
+
+
+def test_erase_counts_the_commands_of_erasing_a_user(
+    mongodb_uri: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    printed = run_main(
+        erase, monkeypatch, capsys, "--uri", mongodb_uri, "--sessions", "25", "--others", "5", "--repeats", "1"
+    )
+
+    rows = {row[0]: row for row in table_rows(printed) if row[0] in erase.LAYOUTS}
+    assert rows["embedded"][2] == "0"
+    assert rows["split"][2] == "100"  # four messages a session
+    for row in rows.values():
+        # one batch (find, mark expired, delete messages, delete documents), an empty batch, the sweep
+        assert row[5] == "6: 2 find, 1 update, 2 delete, 1 aggregate"
+        assert row[6].endswith("1 find, 1 aggregate")

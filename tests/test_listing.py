@@ -11,6 +11,7 @@ from strands import Agent
 
 from mongodb_session_manager import MongoDBSessionManager, MongoDBSessionRepository, SessionPage
 from mongodb_session_manager.errors import InvalidArgumentError, InvalidCursorError, UnstorableValueError
+from mongodb_session_manager.listing import one_filter
 
 from command_counter import CommandCounter
 from scripted_model import Reply, ScriptedModel
@@ -184,3 +185,15 @@ def test_bad_filters_get_a_typed_error_naming_the_field(
 def test_an_unstorable_metadata_filter_value_is_refused(repository: MongoDBSessionRepository) -> None:
     with pytest.raises(UnstorableValueError, match=r"metadata\.tier"):
         repository.list_sessions(metadata={"tier": {1, 2}})
+
+
+def test_the_filter_is_one_document_with_and_only_where_clauses_clash() -> None:
+    """Some servers (SecantusDB) use an index only for a flat filter document, never inside ``$and``."""
+    before, after = START, START + timedelta(days=1)
+    merged = one_filter([{"user_id": "a"}, {"updated_at": {"$gt": before}}, {"updated_at": {"$lt": after}}])
+    assert merged == {"user_id": "a", "updated_at": {"$gt": before, "$lt": after}}
+    assert one_filter([{"user_id": "a"}, {"user_id": "a"}]) == {"user_id": "a"}
+    assert one_filter([{"user_id": "a"}, {"user_id": "b"}]) == {"user_id": "a", "$and": [{"user_id": "b"}]}
+    assert one_filter([{"n": {"$gt": 1}}, {"n": {"$gt": 2}}]) == {"n": {"$gt": 1}, "$and": [{"n": {"$gt": 2}}]}
+    # a value that looks like an operator document is compared as a value, and never merged into one
+    assert one_filter([{"m": {"$eq": {"$ne": 1}}}, {"m": {"$gt": 0}}]) == {"m": {"$eq": {"$ne": 1}, "$gt": 0}}

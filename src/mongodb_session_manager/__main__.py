@@ -1,4 +1,4 @@
-"""Command line: ``python -m mongodb_session_manager migrate|cleanup`` (``--help`` on each explains it).
+"""Command line: ``python -m mongodb_session_manager migrate|cleanup|erase|export|import`` (see ``--help``).
 
 Each command prints what it finds and does. A failure is one line on stderr, ``error: <what>;
 <hint>``: status 2 when the command was refused before anything was written (usage, an invalid
@@ -22,6 +22,7 @@ from urllib.parse import unquote
 from pymongo.database import Database
 from pymongo.errors import ConfigurationError, ConnectionFailure, ExecutionTimeout, OperationFailure, PyMongoError
 
+from . import _lifecycle_cli
 from ._client import create_client
 from ._progress import ProgressBar
 from ._schema import default_messages_collection_name
@@ -132,6 +133,7 @@ def _parser() -> argparse.ArgumentParser:
         help="delete even when no session owns any stored message (refused otherwise: usually a wrong --collection)",
     )
     cleanup.set_defaults(run=_cleanup, command_parser=cleanup)
+    _lifecycle_cli.add_commands(commands)
     return parser
 
 
@@ -147,6 +149,8 @@ def _add_location_arguments(command: argparse.ArgumentParser) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; the exit status is 0 when the command did all it was asked to."""
     args = _parser().parse_args(argv)
+    if args.command in _lifecycle_cli.COMMANDS:
+        return _lifecycle_cli.run(args)
     if args.command == "migrate" and (args.source, args.target) != ("embedded", "split"):
         args.command_parser.error(
             f"--from {args.source} --to {args.target}: only --from embedded --to split is supported "

@@ -49,6 +49,11 @@ class SessionBinding:
         with self._lock:
             return self._facts.expire_after if self._facts is not None else None
 
+    def owner(self, session_id: str) -> dict[str, Any]:
+        """The bound session's owner fields (empty if it has none or they are not learnt)."""
+        with self._lock:
+            return dict(self._facts.owner) if self._facts is not None else {}
+
     def learn(self, session_id: str, facts: SessionFacts, agent_ids: Iterable[str] = ()) -> None:
         """Take ``facts`` if none were learnt yet; record ``agent_ids`` if they are the bound session's.
 

@@ -51,8 +51,14 @@ class KnownSessions:
             known = self._sessions.get(session_id)
             return known.facts.expire_after if known is not None else None
 
+    def owner(self, session_id: str) -> dict[str, Any]:
+        """The session's owner fields, as last read (empty if it has none or is unknown)."""
+        with self._lock:
+            known = self._sessions.get(session_id)
+            return dict(known.facts.owner) if known is not None else {}
+
     def learn(self, session_id: str, facts: SessionFacts, agent_ids: Iterable[str] = ()) -> None:
-        """Record the session's facts (replacing another generation's) and agents (added to those known).
+        """Record the session's facts and agents (added to those known, unless the generation changed).
 
         A session stored before generations existed has the generation None; it is recorded too, and
         writes then expect a document without one.
@@ -61,6 +67,7 @@ class KnownSessions:
             known = self._sessions.get(session_id)
             if known is None or known.facts.generation != facts.generation:
                 known = self._sessions[session_id] = _KnownSession(facts)
+            known.facts = facts
             known.agent_ids.update(agent_ids)
             self._sessions.move_to_end(session_id)
             while len(self._sessions) > SESSIONS_KEPT:

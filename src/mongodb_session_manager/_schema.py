@@ -5,7 +5,7 @@ so the stored shape (documented in the README) is written down once.
 """
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, cast, get_args
 
 from .errors import InvalidArgumentError
@@ -38,23 +38,13 @@ EXPIRE_AFTER_FIELD = "expire_after_seconds"
 """How long after its last write the session expires, set when it is created (absent: never)."""
 FORKED_FROM_FIELD = "forked_from"
 """``{session_id, agent_id, up_to_message_id, at}`` of the session this one was forked from."""
-
-
-@dataclass(frozen=True)
-class SessionFacts:
-    """What a writer learns of its session from any of its documents: which session it is, how it expires."""
-
-    generation: Any
-    expire_after: float | None = None
-    """The session's own ``expire_after_seconds`` (None: it never expires)."""
-
-    @classmethod
-    def of(cls, document: Mapping[str, Any]) -> "SessionFacts":
-        """The facts of a session document (read with its generation and ``expire_after_seconds``)."""
-        seconds = document.get(EXPIRE_AFTER_FIELD)
-        if isinstance(seconds, bool) or not isinstance(seconds, int | float):
-            return cls(document.get(GENERATION_FIELD))
-        return cls(document.get(GENERATION_FIELD), float(seconds))
+PENDING_FIELD = "pending"
+"""Set while an imported or forked split-layout session's messages are written: until it is removed, the
+session is absent (like an expired one), so no reader ever sees it half-written."""
+OWNER_FIELDS = (USER_ID_FIELD, APPLICATION_FIELD)
+"""The owner fields: on a session document, and copied onto each of its split-layout messages."""
+SPLIT_MESSAGE_KEYS = ("session_id", "agent_id", GENERATION_FIELD, *OWNER_FIELDS)
+"""What a split-layout message document has besides the entry the embedded layout would store."""
 
 
 def owner_fields(user_id: str | None, application_name: str | None) -> Document:
@@ -127,6 +117,42 @@ def messages_from(session_id: Any, agent_id: str, offset: int, generation: Any) 
     }
 
 
-def split_message_document(session_id: Any, agent_id: str, generation: Any, entry: Mapping[str, Any]) -> Document:
-    """A split-layout message document: its key and generation, then the entry the embedded layout would store."""
-    return {"session_id": session_id, "agent_id": agent_id, GENERATION_FIELD: generation, **entry}
+def split_message_document(
+    session_id: Any, agent_id: str, generation: Any, entry: Mapping[str, Any], owner: Mapping[str, Any]
+) -> Document:
+    """A split-layout message document: its key, generation and the session's ``owner`` fields, then the entry.
+
+    The entry is what the embedded layout would store. The owner fields let a user's messages be
+    found without their session documents (``delete_sessions`` sweeps what a killed run left).
+    """
+    return {"session_id": session_id, "agent_id": agent_id, GENERATION_FIELD: generation, **owner, **entry}
+
+
+def owner_of(document: Mapping[str, Any]) -> Document:
+    """The owner fields of a stored session document (empty when it has no owner)."""
+    return {name: document[name] for name in OWNER_FIELDS if document.get(name) is not None}
+
+
+@dataclass(frozen=True)
+class SessionFacts:
+    """What a writer learns of its session from any of its documents: which, how it expires, whose.
+
+    None of them changes while the session lives.
+    """
+
+    generation: Any
+    expire_after: float | None = None
+    """The session's own ``expire_after_seconds`` (None: it never expires)."""
+    owner: Mapping[str, Any] = field(default_factory=dict)
+    """The session's owner fields (``owner_of``), copied onto its split-layout messages."""
+
+    @classmethod
+    def of(cls, document: Mapping[str, Any]) -> "SessionFacts":
+        """The facts of a session document read with the fields of :data:`LEARNT`."""
+        seconds = document.get(EXPIRE_AFTER_FIELD)
+        expire_after = None if isinstance(seconds, bool) or not isinstance(seconds, int | float) else float(seconds)
+        return cls(document.get(GENERATION_FIELD), expire_after, owner_of(document))
+
+
+LEARNT = {GENERATION_FIELD: 1, EXPIRE_AFTER_FIELD: 1, **dict.fromkeys(OWNER_FIELDS, 1)}
+"""The projection of what :meth:`SessionFacts.of` reads: every read a writer learns from includes it."""

@@ -9,7 +9,7 @@ one more read (:meth:`SessionDocuments.probe`) to raise the right typed error.
 
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, NoReturn, Protocol
 
@@ -28,6 +28,9 @@ from ._schema import (
     FIRST_PROMPT_FIELD,
     GENERATION_FIELD,
     LAYOUT_FIELD,
+    LEARNT,
+    OWNER_FIELDS,
+    PENDING_FIELD,
     REVISION_FIELD,
     Document,
     Layout,
@@ -47,8 +50,8 @@ WARN_DOCUMENT_BYTES = 8 * 1024 * 1024
 """Past this size every write logs a warning: the session is half-way to the limit."""
 WRITE_HEADROOM_BYTES = 1024
 """Room kept for what a write adds besides its payload (array index keys, timestamps)."""
-_WRITTEN = {"_id": 0, "size": {"$bsonSize": "$$ROOT"}, GENERATION_FIELD: 1, EXPIRE_AFTER_FIELD: 1}
-"""Projection of a write's reply: the new document size, its generation and expiry."""
+_WRITTEN = {"_id": 0, "size": {"$bsonSize": "$$ROOT"}, **LEARNT}
+"""Projection of a write's reply: the new document size, and what a writer learns of its session."""
 
 
 class Generations(Protocol):
@@ -60,13 +63,20 @@ class Generations(Protocol):
     def expire_after(self, session_id: str) -> float | None:
         """The session's own ``expire_after_seconds``, if known."""
 
+    def owner(self, session_id: str) -> Document:
+        """The session's owner fields, if known."""
+
     def learn(self, session_id: str, facts: SessionFacts, agent_ids: Iterable[str] = ()) -> None:
         """Record what a document read or written says of the session."""
 
 
 def live() -> Document:
-    """A filter clause matching the sessions that have not expired (MongoDB's TTL monitor runs only every minute)."""
-    return {EXPIRES_AT_FIELD: {"$not": {"$lte": now()}}}
+    """A filter clause matching the sessions that exist for readers and writers.
+
+    Not expired (MongoDB's TTL monitor runs only every minute), and not still being written by an
+    import or a fork (``pending``).
+    """
+    return {EXPIRES_AT_FIELD: {"$not": {"$lte": now()}}, PENDING_FIELD: {"$exists": False}}
 
 
 @dataclass(frozen=True)
@@ -143,6 +153,7 @@ class Probe:
     layout: Layout
     generation: Any = None
     expire_after: float | None = None
+    owner: Document = field(default_factory=dict)
     has_entry: bool = False
     """The agent or multi-agent addressed exists."""
     has_message: bool = False
@@ -155,6 +166,7 @@ class SessionDocuments:
     ``scope`` (owner fields) rides in the filter of every command: a session outside it, like an
     expired one, is found nowhere. ``expire_after`` (seconds) moves ``expires_at`` on every write;
     without it, writes keep the session's own ``expire_after_seconds`` (learnt when it is read).
+    A session's owner is learnt the same way, so that split-layout messages carry it (:meth:`owner`).
     """
 
     def __init__(
@@ -178,6 +190,10 @@ class SessionDocuments:
         if seconds is None and session_id is not None:
             seconds = self.generations(session_id).expire_after(session_id)
         return {EXPIRES_AT_FIELD: now() + timedelta(seconds=seconds)} if seconds is not None else {}
+
+    def owner(self, session_id: str) -> Document:
+        """The session's owner fields, as far as known: learnt from its documents, else this repository's scope."""
+        return {**self.scope, **self.generations(session_id).owner(session_id)}
 
     # Generations
 
@@ -232,7 +248,7 @@ class SessionDocuments:
 
         ``document`` holds the fields to insert besides the scope's, which come from the filter.
         """
-        read_back = {GENERATION_FIELD: 1, LAYOUT_FIELD: 1, EXPIRE_AFTER_FIELD: 1}
+        read_back = {LAYOUT_FIELD: 1, **LEARNT}
 
         def upsert() -> Document | None:
             try:
@@ -290,7 +306,7 @@ class SessionDocuments:
         probe = self.probe(session_id, entry_path=expect.entry, message_id=expect.message_id)
         error = expect.explain(session_id, probe)
         if error is None:
-            facts = SessionFacts(probe.generation, probe.expire_after)
+            facts = SessionFacts(probe.generation, probe.expire_after, probe.owner)
             self.learn(session_id, facts, [expect.agent_id] if expect.agent_id is not None else [])
             logger.debug("session_id=<%s> | %s already exists; left as it is", session_id, expect.entry)
             return
@@ -348,6 +364,7 @@ class SessionDocuments:
             "layout": {"$ifNull": [f"${LAYOUT_FIELD}", DEFAULT_LAYOUT]},
             "generation": {"$ifNull": [f"${GENERATION_FIELD}", None]},
             "expire_after": {"$ifNull": [f"${EXPIRE_AFTER_FIELD}", None]},
+            "owner": {name: f"${name}" for name in OWNER_FIELDS},
         }
         if entry_path is not None:
             fields["has_entry"] = {"$eq": [{"$type": f"${entry_path}"}, "object"]}
@@ -383,7 +400,7 @@ class SessionDocuments:
         Raises if it is in the other layout or not the writer's session. ``agent_id``: an agent
         whose existence in the document is to be learnt too.
         """
-        fields = {**projection, GENERATION_FIELD: 1, LAYOUT_FIELD: 1, EXPIRE_AFTER_FIELD: 1}
+        fields = {**projection, LAYOUT_FIELD: 1, **LEARNT}
         document = self.find(session_id, fields)
         if document is None:
             return None
@@ -393,7 +410,7 @@ class SessionDocuments:
 
     def read_checked(self, session_id: str, projection: Document) -> Document:
         """The session document (projected, with layout and generation); raise if missing, elsewhere or replaced."""
-        fields = {**projection, LAYOUT_FIELD: 1, GENERATION_FIELD: 1, EXPIRE_AFTER_FIELD: 1}
+        fields = {**projection, LAYOUT_FIELD: 1, **LEARNT}
         found = self.aggregate(session_id, [{"$project": fields}])
         if not found:
             raise SessionNotFoundError(f"session {session_id!r} not found")

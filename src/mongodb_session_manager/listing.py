@@ -175,6 +175,36 @@ def after(updated_at: datetime, session_id: str) -> Document:
 NEWEST_FIRST = {UPDATED_AT_FIELD: -1, "_id": -1}
 
 
+def one_filter(clauses: list[Document]) -> Document:
+    """``clauses`` (each a filter document) as one filter document, ``$and`` only where two clash.
+
+    Clauses on different fields are merged, and so are operator clauses on one field that use
+    different operators (``updated_after`` and ``updated_before``). MongoDB plans ``{"$and": [...]}``
+    and the merged document alike, but some servers (SecantusDB) only use an index for the latter:
+    a page of 20 over 20,000 sessions took 1.3 s instead of 18 ms there.
+    """
+    merged: Document = {}
+    clashing: list[Document] = []
+    for clause in clauses:
+        for name, value in clause.items():
+            if name not in merged:
+                merged[name] = value
+                continue
+            present = merged[name]
+            if _operators(present) and _operators(value) and not set(present) & set(value):
+                merged[name] = {**present, **value}
+            elif present != value:
+                clashing.append({name: value})
+    if clashing:
+        merged["$and"] = clashing
+    return merged
+
+
+def _operators(value: Any) -> bool:
+    """Whether ``value`` is an operator document (``{"$gt": ...}``), not a value to compare."""
+    return isinstance(value, dict) and bool(value) and all(key.startswith("$") for key in value)
+
+
 def summary_stages(messages_collection: str) -> list[Document]:
     """Project each session to its summary; messages are counted on the server, never sent."""
     embedded_count = {

@@ -45,6 +45,8 @@ from ._schema import (
     REVISION_FIELD,
     Document,
     layout_condition,
+    message_slot,
+    owner_of,
     split_message_document,
     stored_layout,
 )
@@ -190,7 +192,13 @@ def _migrate_session(
         written_before = sum(agent.written for agent in copies.values())
         counts = {
             agent_id: _copy_agent(
-                messages, session_id, agent_id, generation, entry, copies.setdefault(agent_id, _Copies())
+                messages,
+                session_id,
+                agent_id,
+                generation,
+                entry,
+                owner_of(document),
+                copies.setdefault(agent_id, _Copies()),
             )
             for agent_id, entry in agents.items()
         }
@@ -228,6 +236,7 @@ def _copy_agent(
     agent_id: str,
     generation: Any,
     entry: Document,
+    owner: Document,
     copies: _Copies | None = None,
 ) -> int:
     """Upsert the agent's messages into ``messages`` and verify they are all there; return the count.
@@ -249,10 +258,10 @@ def _copy_agent(
         raise MigrationError(f"agent {agent_id!r} has {len(ids)} messages but {len(set(ids))} distinct message ids")
     copies = copies if copies is not None else _Copies()
     changed = [message for message in stored if copies.messages.get(message["message_id"]) != message]
-    _upsert(messages, session_id, agent_id, generation, changed, copies)
+    _upsert(messages, session_id, agent_id, generation, owner, changed, copies)
     copied = _count(messages, session_id, agent_id, generation)
     if copied != len(stored) and len(changed) < len(stored):
-        _upsert(messages, session_id, agent_id, generation, stored, copies)
+        _upsert(messages, session_id, agent_id, generation, owner, stored, copies)
         copied = _count(messages, session_id, agent_id, generation)
     if copied != len(stored):
         raise MigrationError(
@@ -267,6 +276,7 @@ def _upsert(
     session_id: Any,
     agent_id: str,
     generation: Any,
+    owner: Document,
     batch: Sequence[Document],
     copies: _Copies,
 ) -> None:
@@ -275,8 +285,8 @@ def _upsert(
         messages.bulk_write(
             [
                 ReplaceOne(
-                    {"session_id": session_id, "agent_id": agent_id, "message_id": message["message_id"]},
-                    split_message_document(session_id, agent_id, generation, message),
+                    message_slot(session_id, agent_id, message["message_id"]),
+                    split_message_document(session_id, agent_id, generation, message, owner),
                     upsert=True,
                 )
                 for message in part
