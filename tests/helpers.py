@@ -27,6 +27,13 @@ def text_message(message_id: int, text: str, role: str = "user") -> SessionMessa
     return SessionMessage.from_message({"role": role, "content": [{"text": text}]}, message_id)  # type: ignore[typeddict-item]
 
 
+def echo_agent(manager: MongoDBSessionManager, agent_id: str = "default", **kwargs: Any) -> Agent:
+    """A real Agent on ``manager`` whose scripted model answers by echoing the prompt."""
+    return Agent(
+        model=ScriptedModel.echo(), session_manager=manager, agent_id=agent_id, callback_handler=None, **kwargs
+    )
+
+
 def texts(messages: list[Any]) -> list[str]:
     """The text blocks of ``messages`` (Strands messages), in order."""
     return [block["text"] for message in messages for block in message["content"] if "text" in block]

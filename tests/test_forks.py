@@ -23,19 +23,12 @@ from mongodb_session_manager.errors import (
 )
 
 from command_counter import CommandCounter
-from helpers import texts
-from scripted_model import ScriptedModel
+from helpers import echo_agent, texts
 from stored_sessions import StoredSessions, everything
 
 Db = Database[dict[str, Any]]
 Client = MongoClient[dict[str, Any]]
 NewManager = Callable[..., MongoDBSessionManager]
-
-
-def echo_agent(manager: MongoDBSessionManager, agent_id: str = "default", **kwargs: Any) -> Agent:
-    return Agent(
-        model=ScriptedModel.echo(), session_manager=manager, agent_id=agent_id, callback_handler=None, **kwargs
-    )
 
 
 def talk(agent: Agent, *prompts: str) -> Agent:

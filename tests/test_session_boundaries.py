@@ -21,7 +21,7 @@ from mongodb_session_manager import MongoDBSessionManager, MongoDBSessionReposit
 from mongodb_session_manager.cleanup import find_left_behind, remove_left_behind
 from mongodb_session_manager.errors import MongoDBSessionError, SessionNotFoundError, StaleAgentError
 
-from helpers import session_with_agent, text_message, texts
+from helpers import echo_agent, session_with_agent, text_message, texts
 from multi_agent_stand_in import FixedState
 from scripted_model import ScriptedModel, ToolCall
 from stored_sessions import MESSAGES, SESSIONS, StoredSessions, everything
@@ -29,12 +29,6 @@ from stored_sessions import MESSAGES, SESSIONS, StoredSessions, everything
 Db = Database[dict[str, Any]]
 Client = MongoClient[dict[str, Any]]
 NewManager = Callable[..., MongoDBSessionManager]
-
-
-def echo_agent(manager: MongoDBSessionManager, agent_id: str = "default", **kwargs: Any) -> Agent:
-    return Agent(
-        model=ScriptedModel.echo(), session_manager=manager, agent_id=agent_id, callback_handler=None, **kwargs
-    )
 
 
 def stored_texts(stored: StoredSessions, session_id: str, agent_id: str = "default") -> list[str]:
