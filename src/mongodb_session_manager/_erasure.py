@@ -86,7 +86,7 @@ def _unowned_groups(
 ) -> Iterator[list[Document]]:
     """Batches of ``{session_id, generation}`` filters: the owner's messages whose session document is gone."""
     pipeline: list[Document] = [
-        {"$match": owner},
+        {"$match": {**owner, "session_id": {"$type": "string"}}},
         {"$group": {"_id": {"session_id": "$session_id", "generation": {"$ifNull": [f"${GENERATION_FIELD}", None]}}}},
     ]
     groups = [row["_id"] for row in messages.aggregate(pipeline)]
@@ -98,7 +98,7 @@ def _unowned_groups(
             for document in sessions.find({"_id": {"$in": ids}}, {GENERATION_FIELD: 1})
         }
         orphans = [
-            {"session_id": group["session_id"], GENERATION_FIELD: group["generation"]}
+            {**owner, "session_id": group["session_id"], GENERATION_FIELD: group["generation"]}
             for group in batch
             if group["session_id"] not in current or current[group["session_id"]] != group["generation"]
         ]

@@ -22,9 +22,16 @@ from ._erasure import erase_sessions, stored_for
 from ._progress import ProgressBar
 from ._schema import Document, default_messages_collection_name, owner_fields
 from ._session_documents import live
-from .errors import InvalidArgumentError, InvalidIdentifierError, SessionExistsError, SessionNotFoundError
+from ._target_collections import require_messages, require_sessions
+from .errors import (
+    ForeignDocumentsError,
+    InvalidArgumentError,
+    InvalidIdentifierError,
+    SessionExistsError,
+    SessionNotFoundError,
+)
 from .mongodb_session_repository import MongoDBSessionRepository
-from .validation import validate_owner, validate_session_id
+from .validation import validate_collection_name, validate_database_name, validate_owner, validate_session_id
 
 COMMANDS = ("erase", "export", "import")
 SERVER_SELECTION_TIMEOUT_MS = 5000
@@ -111,14 +118,28 @@ def run(args: argparse.Namespace) -> int:
     """Run the command ``args`` names; the exit status."""
     handlers = {"erase": _erase, "export": _export, "import": _import}
     try:
+        _check_names(args)
         with _connected(args.uri) as client:
             return handlers[args.command](client, args)
-    except (_Refused, InvalidArgumentError) as error:
+    except (_Refused, InvalidArgumentError, ForeignDocumentsError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except PyMongoError as error:
         print(f"error: {_without(args.uri, error)}; check --uri and that the server is reachable", file=sys.stderr)
         return 1
+
+
+def _check_names(args: argparse.Namespace) -> None:
+    """Refuse database and collection names MongoDB (or this library) would not take, before connecting."""
+    validate_database_name(args.database, "--database")
+    validate_collection_name(args.collection, "--collection")
+    if args.messages_collection is not None:
+        validate_collection_name(args.messages_collection, "--messages-collection")
+        if args.messages_collection == args.collection:
+            raise _Refused(
+                f"--messages-collection {args.messages_collection!r} is the session collection; give the collection "
+                "that holds the messages (default: <collection>_messages)"
+            )
 
 
 @contextmanager
@@ -160,6 +181,11 @@ def _erase(client: MongoClient[Document], args: argparse.Namespace) -> int:
     sessions = database[args.collection]
     messages = database[args.messages_collection or default_messages_collection_name(args.collection)]
     whose = f"user {args.user_id!r}" + (f" in application {args.application_name!r}" if args.application_name else "")
+    try:
+        require_sessions(sessions)
+        require_messages(messages)
+    except ForeignDocumentsError as error:
+        raise _Refused(f"{error}; check --collection and --messages-collection") from None
     found = stored_for(sessions, messages, owner)
     where = f"{args.database}.{args.collection}"
     print(f"{found.sessions} session(s) and {found.messages} message(s) of {whose} in {where}")
@@ -232,6 +258,8 @@ def _import(client: MongoClient[Document], args: argparse.Namespace) -> int:
         so_far = f"{imported} session(s) imported before it"
         try:
             data = json.loads(line)
+        except RecursionError:
+            raise _Refused(f"line {number} is nested too deeply to be a session; {so_far}") from None
         except ValueError as error:
             raise _Refused(f"line {number} is not JSON ({error}); {so_far}") from None
         try:

@@ -59,11 +59,10 @@ def to_json(value: Any) -> Any:
 def from_json(value: Any, path: str, depth: int = 0) -> Any:
     """The stored value ``value`` (JSON data, as :func:`to_json` writes it) stands for; ``path`` names it in errors."""
     if depth > MAX_DEPTH:
-        where = path if len(path) <= 80 else f"{path[:80]}..."
-        raise InvalidSessionDataError(where, "...", f"is nested more than {MAX_DEPTH} levels deep")
+        raise InvalidSessionDataError(_short(path), "...", f"is nested more than {MAX_DEPTH} levels deep")
     if isinstance(value, dict):
         if any(key.startswith("$") for key in value if isinstance(key, str)):
-            return _typed(value, path)
+            return _typed(value, path, depth)
         decoded = {}
         for key, item in value.items():
             if not isinstance(key, str):
@@ -80,16 +79,22 @@ def from_json(value: Any, path: str, depth: int = 0) -> Any:
     )
 
 
+def _short(path: str) -> str:
+    return path if len(path) <= 80 else f"{path[:80]}..."
+
+
 def _escaped(key: str) -> str:
     return ESCAPE + key if key.startswith(("$", ESCAPE)) else key
 
 
-def _typed(wrapper: dict[str, Any], path: str) -> Any:
+def _typed(wrapper: dict[str, Any], path: str, depth: int) -> Any:
     """The BSON value an Extended JSON type wrapper stands for; raise if it is not one."""
     reason = (
         "is not a MongoDB Extended JSON type wrapper (keys starting with '$' are reserved for typed values; "
         f"a data key starting with '$' is written with a leading {ESCAPE!r})"
     )
+    if _deeper_than(wrapper, MAX_DEPTH - depth):  # checked before json.dumps recurses into it
+        raise InvalidSessionDataError(_short(path), "...", f"is nested more than {MAX_DEPTH} levels deep")
     try:
         value = json_util.loads(json.dumps(wrapper, allow_nan=False), json_options=_OPTIONS)
         written = json.loads(json_util.dumps(value, json_options=_OPTIONS))
@@ -103,3 +108,16 @@ def _typed(wrapper: dict[str, Any], path: str) -> Any:
         return value  # canonical {"$numberLong": "5"}: relaxed JSON writes the plain number
     # a wrapper with keys its value does not account for would lose them: refused, not dropped
     raise InvalidSessionDataError(path, wrapper, reason)
+
+
+def _deeper_than(value: Any, levels: int) -> bool:
+    """Whether ``value`` nests objects or arrays more than ``levels`` deep (walked without recursion)."""
+    pending = [(value, 0)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict | list):
+            if depth >= levels:
+                return True
+            children = item.values() if isinstance(item, dict) else item
+            pending.extend((child, depth + 1) for child in children)
+    return False

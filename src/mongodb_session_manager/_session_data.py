@@ -244,7 +244,7 @@ def parsed(data: Any, session_id: str | None = None) -> SessionRecord:
         record.agents[agent_id] = {
             "agent_id": agent_id,
             "state": agent.mapping("state"),
-            "conversation_manager_state": agent.mapping("conversation_manager_state"),
+            "conversation_manager_state": _conversation_manager_state(agent),
             "internal_state": agent.mapping("internal_state"),
             "created_at": agent.moment("created_at"),
             "updated_at": agent.moment("updated_at"),
@@ -308,9 +308,27 @@ def _strands_message(value: Any, path: str) -> Document:
         raise InvalidSessionDataError(path, value, f"must be a JSON object, not {_kind(value)}")
     if value.get("role") not in _ROLES:
         raise InvalidSessionDataError(f"{path}.role", value.get("role"), "must be 'user' or 'assistant'")
-    if not isinstance(value.get("content"), list):
-        raise InvalidSessionDataError(f"{path}.content", value.get("content"), "must be a JSON array")
+    content = value.get("content")
+    if not isinstance(content, list):
+        raise InvalidSessionDataError(f"{path}.content", content, "must be a JSON array")
+    for index, block in enumerate(content):
+        if not isinstance(block, dict):
+            raise InvalidSessionDataError(
+                f"{path}.content[{index}]", block, f"must be a JSON object (a content block), not {_kind(block)}"
+            )
     return value
+
+
+def _conversation_manager_state(agent: _Object) -> Document:
+    """The conversation manager's state; its ``removed_message_count`` (where a resume starts) is a position."""
+    state = agent.mapping("conversation_manager_state")
+    if state.get("removed_message_count") is not None:
+        try:
+            _position(state["removed_message_count"])
+        except InvalidArgumentError as error:
+            field = agent.at("conversation_manager_state.removed_message_count")
+            raise InvalidSessionDataError(field, state["removed_message_count"], error.reason) from None
+    return state
 
 
 def _metadata(top: _Object) -> Document:
@@ -361,7 +379,7 @@ def _moment(value: Any) -> datetime:
 
 
 def _session_type(value: Any) -> str:
-    if value not in {member.value for member in SessionType}:
+    if not isinstance(value, str) or value not in {member.value for member in SessionType}:
         raise InvalidArgumentError("session_type", value, f"must be one of {[member.value for member in SessionType]}")
     return str(value)
 

@@ -85,7 +85,12 @@ class SessionFilter:
         """Validate the filters as given to ``list_sessions`` and ``count_sessions``."""
         if metadata is not None and not isinstance(metadata, Mapping):
             raise InvalidArgumentError("metadata", metadata, "must be a mapping of keys to values")
-        pairs = tuple((validate_field_name(key, "metadata key"), value) for key, value in (metadata or {}).items())
+        pairs = tuple(
+            sorted(
+                ((validate_field_name(key, "metadata key"), value) for key, value in (metadata or {}).items()),
+                key=lambda pair: pair[0],
+            )
+        )
         encoded(dict(pairs), "metadata")  # every value must be storable, so it can be compared
         return cls(
             user_id=validate_owner(user_id, "user_id"),
