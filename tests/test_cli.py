@@ -474,3 +474,34 @@ def test_the_progress_bar_never_overflows_when_work_is_added_meanwhile() -> None
 
     last = stream.getvalue().split("\r")[-1]
     assert last.startswith("migrating [##########] 3/2 sessions ")
+
+
+@pytest.mark.parametrize("command", ["erase", "export", "import"])
+@pytest.mark.parametrize(
+    ("option", "value", "expected"),
+    [
+        ("--database", "a b/c", "error: invalid --database 'a b/c': must not contain"),
+        ("--collection", "$x", "error: invalid --collection '$x': must not contain '$'"),
+        ("--messages-collection", "a.b", "error: invalid --messages-collection 'a.b': must not contain '.'"),
+        ("--messages-collection", "sessions", "error: --messages-collection 'sessions' is the session collection"),
+    ],
+)
+def test_an_invalid_name_is_refused_before_connecting(
+    command: str,
+    option: str,
+    value: str,
+    expected: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    arguments = {"--database": "chat", option: value}
+    who = ["--session-id", "s1"] if command == "export" else ["--user-id", "alice"] if command == "erase" else []
+    named = [item for pair in arguments.items() for item in pair]
+
+    assert main([command, "--uri", "mongodb://127.0.0.1:1/?serverSelectionTimeoutMS=1", *named, *who]) == 2
+
+    error = capsys.readouterr().err
+    assert error.startswith(expected)
+    assert "--uri" not in error
+    assert len(error.splitlines()) == 1

@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from bson import ObjectId
 from pymongo import MongoClient
 from pymongo.database import Database
 from strands import Agent
@@ -476,3 +477,48 @@ def test_help_shows_a_description_and_examples(command: str) -> None:
     assert "examples:" in result.stdout
     assert f"python -m mongodb_session_manager {command} " in result.stdout
     assert "$MONGODB_URI" in result.stdout
+
+
+def test_the_owner_sweep_deletes_only_the_users_messages(mongo_client: Any, database_name: str, mongo_db: Db) -> None:
+    """Alice's left-behind message and bob's share a session id and generation (old versions had none)."""
+    back_office = MongoDBSessionRepository(client=mongo_client, database_name=database_name, layout="split")
+    message = {"session_id": "shared", "agent_id": "a", "message_id": 0, "message": {"role": "user", "content": []}}
+    mongo_db[MESSAGES].insert_many([{**message, "user_id": "alice"}, {**message, "agent_id": "b", "user_id": "bob"}])
+
+    assert back_office.delete_sessions(user_id="alice") == 0
+
+    assert [document["user_id"] for document in mongo_db[MESSAGES].find()] == ["bob"]
+
+
+def test_the_owner_sweep_ignores_message_documents_without_a_session_id(
+    mongo_client: Any, database_name: str, mongo_db: Db
+) -> None:
+    back_office = MongoDBSessionRepository(client=mongo_client, database_name=database_name, layout="split")
+    mongo_db[MESSAGES].insert_one({"_id": ObjectId(), "user_id": "alice", "note": "not a message"})
+
+    assert back_office.delete_sessions(user_id="alice") == 0
+
+    assert mongo_db[MESSAGES].count_documents({}) == 1
+
+
+def test_erase_refuses_collections_of_another_application_touching_nothing(
+    mongodb_uri: str, database_name: str, mongo_db: Db, capsys: pytest.CaptureFixture[str]
+) -> None:
+    users = [{"_id": "alice-row", "user_id": "alice", "name": "Alice"}, {"_id": "bob-row", "user_id": "bob"}]
+    orders = [{"_id": 1, "user_id": "alice", "item": "book"}, {"_id": 2, "user_id": "alice", "session_id": "x"}]
+    mongo_db["users"].insert_many(users)
+    mongo_db["orders"].insert_many(orders)
+    where = ["--uri", mongodb_uri, "--database", database_name, "--user-id", "alice"]
+
+    assert main(["erase", *where, "--collection", "users", "--messages-collection", "orders"]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"error: {database_name}.users holds documents that are not session documents")
+    assert len(error.splitlines()) == 1
+
+    assert main(["erase", *where, "--messages-collection", "orders"]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"error: {database_name}.orders holds documents that are not split-layout messages")
+    assert len(error.splitlines()) == 1
+
+    assert list(mongo_db["users"].find()) == users
+    assert list(mongo_db["orders"].find()) == orders

@@ -37,7 +37,7 @@ from mongodb_session_manager.errors import (
 )
 
 from command_counter import CommandCounter
-from helpers import add, session_with_agent, texts
+from helpers import add, echo_agent, session_with_agent, texts
 from multi_agent_stand_in import FixedState
 from scripted_model import Reply, ScriptedModel, ToolCall
 from stored_sessions import MESSAGES, SESSIONS, StoredSessions, everything
@@ -612,3 +612,99 @@ def test_an_export_piped_into_a_reader_that_stops_early_ends_quietly(
     _, errors = reader.communicate(timeout=60)
     assert b"Traceback" not in errors
     assert reader.returncode == 1
+
+
+def nested(levels: int) -> dict[str, Any]:
+    """``{"a": {"a": ...}}``, ``levels`` objects deep."""
+    value: dict[str, Any] = {}
+    for _ in range(levels - 1):
+        value = {"a": value}
+    return value
+
+
+def with_first_message(data: dict[str, Any], **message: Any) -> dict[str, Any]:
+    data["agents"][0]["messages"][0]["message"].update(message)
+    return data
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        (minimal(metadata={"x": {"$binary": nested(5000)}}), "metadata.x"),
+        (minimal(session_type=["AGENT"]), "session_type"),
+        (minimal(session_type={"$ne": None}), "session_type"),
+        (with_first_message(minimal(), content=[1]), "agents[0].messages[0].message.content[0]"),
+        (with_first_message(minimal(), content=["text"]), "agents[0].messages[0].message.content[0]"),
+    ],
+    ids=["deep-wrapper", "type-list", "type-operator", "block-int", "block-str"],
+)
+def test_a_malformed_import_raises_one_typed_error_and_writes_nothing(
+    repository: MongoDBSessionRepository, mongo_db: Db, data: dict[str, Any], field: str
+) -> None:
+    with pytest.raises(InvalidSessionDataError) as raised:
+        repository.import_session(data)
+
+    assert raised.value.field == field
+    assert everything(mongo_db) == {SESSIONS: [], MESSAGES: []}
+
+
+@pytest.mark.parametrize("count", ["x", -1, 1.5, True, {"$gt": 0}])
+def test_an_import_whose_resume_offset_is_no_position_is_refused(
+    repository: MongoDBSessionRepository, mongo_db: Db, count: Any
+) -> None:
+    data = minimal()
+    data["agents"][0]["conversation_manager_state"] = {"removed_message_count": count}
+
+    with pytest.raises(InvalidSessionDataError) as raised:
+        repository.import_session(data)
+
+    assert raised.value.field == "agents[0].conversation_manager_state.removed_message_count"
+    assert everything(mongo_db) == {SESSIONS: [], MESSAGES: []}
+
+
+def test_an_imported_session_with_a_valid_offset_resumes(
+    repository: MongoDBSessionRepository, mongo_client: Any, database_name: str, layout: str
+) -> None:
+    data = minimal()
+    data["agents"][0]["conversation_manager_state"] = {
+        "__name__": "SlidingWindowConversationManager",
+        "removed_message_count": 1,
+    }
+    repository.import_session(data)
+
+    manager = MongoDBSessionManager("s1", client=mongo_client, database_name=database_name, layout=layout)
+    assert texts(echo_agent(manager).messages) == ["assistant"]
+
+
+def test_a_deeply_nested_line_stops_the_import_in_one_line(
+    mongodb_uri: str,
+    database_name: str,
+    mongo_db: Db,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO(json.dumps(minimal()) + "\n" + "[" * 100_000 + "\n"))
+
+    assert main(["import", "--uri", mongodb_uri, "--database", database_name]) == 2
+
+    error = capsys.readouterr().err
+    assert error.startswith("error: line 2 is nested too deeply to be a session; 1 session(s) imported before it")
+    assert len(error.splitlines()) == 1
+    assert [document["_id"] for document in mongo_db[SESSIONS].find()] == ["s1"]
+
+
+def test_an_expired_session_is_not_exported_by_the_command(
+    mongodb_uri: str,
+    repository: MongoDBSessionRepository,
+    mongo_db: Db,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    repository.import_session(minimal(user_id="alice"))
+    past = datetime.now(UTC) - timedelta(seconds=1)
+    mongo_db[SESSIONS].update_one({"_id": "s1"}, {"$set": {"expires_at": past}})
+
+    assert main(["export", "--uri", mongodb_uri, "--database", mongo_db.name, "--user-id", "alice"]) == 0
+
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.strip() == "exported 0 session(s)"

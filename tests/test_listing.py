@@ -197,3 +197,20 @@ def test_the_filter_is_one_document_with_and_only_where_clauses_clash() -> None:
     assert one_filter([{"n": {"$gt": 1}}, {"n": {"$gt": 2}}]) == {"n": {"$gt": 1}, "$and": [{"n": {"$gt": 2}}]}
     # a value that looks like an operator document is compared as a value, and never merged into one
     assert one_filter([{"m": {"$eq": {"$ne": 1}}}, {"m": {"$gt": 0}}]) == {"m": {"$eq": {"$ne": 1}, "$gt": 0}}
+
+
+def test_a_cursor_serves_the_same_metadata_filter_given_in_another_order(
+    new_manager: NewManager, repository: MongoDBSessionRepository
+) -> None:
+    for number in range(3):
+        converse(new_manager, f"s{number}", "hello")
+        repository.update_metadata(f"s{number}", {"a": 1, "b": 2})
+
+    first = repository.list_sessions(metadata={"a": 1, "b": 2}, limit=2)
+    assert first.next_cursor is not None
+    rest = repository.list_sessions(metadata={"b": 2, "a": 1}, limit=2, cursor=first.next_cursor)
+
+    shown = [summary.session_id for summary in [*first.sessions, *rest.sessions]]
+    assert sorted(shown) == ["s0", "s1", "s2"]
+    with pytest.raises(InvalidCursorError):
+        repository.list_sessions(metadata={"a": 1, "b": 3}, cursor=first.next_cursor)
