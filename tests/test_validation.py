@@ -175,7 +175,9 @@ def test_session_ids_may_contain_dots_and_dollars(repository: MongoDBSessionRepo
     assert session.session_id == "user.42$chat"
 
 
-@pytest.mark.parametrize("name", ["message_id", "message", "created_at", "a.b", "$set", ""], ids=repr)
+@pytest.mark.parametrize(
+    "name", ["_id", "message_id", "message", "created_at", "session_id", "user_id", "a.b", "$set", ""], ids=repr
+)
 def test_message_annotations_cannot_replace_or_nest_fields(
     name: str, repository: MongoDBSessionRepository, populated: dict[str, Any], mongo_db: Db
 ) -> None:

@@ -260,7 +260,7 @@ class MongoDBSessionRepository(SessionRepository):
         """
         for name in fields:
             validate_field_name(name, "message annotation")
-            if name in MESSAGE_FIELDS or name in SPLIT_MESSAGE_KEYS:
+            if name == "_id" or name in MESSAGE_FIELDS or name in SPLIT_MESSAGE_KEYS:
                 raise InvalidIdentifierError("message annotation", name, "is a field of every stored message")
         return _scoped(_extra_message_fields, {**_extra_message_fields.get(), **fields})
 
