@@ -313,6 +313,14 @@ def test_help_describes_each_command_with_examples(
     assert f"  python -m mongodb_session_manager {command[0] if command else 'migrate'} " in out
 
 
+def test_usage_names_every_command(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+
+    usage = " ".join(capsys.readouterr().out.split("\n\n")[0].split())
+    assert "{migrate,cleanup,erase,export,import}" in usage
+
+
 @pytest.mark.parametrize(("source", "target"), [("split", "embedded"), ("split", "split"), ("embedded", "embedded")])
 def test_only_embedded_to_split_is_a_valid_migration(
     source: str, target: str, capsys: pytest.CaptureFixture[str]

@@ -9,7 +9,6 @@ timeout). The password in the URI is never printed.
 
 import argparse
 import logging
-import os
 import re
 import sys
 import warnings
@@ -23,6 +22,7 @@ from pymongo.database import Database
 from pymongo.errors import ConfigurationError, ConnectionFailure, ExecutionTimeout, OperationFailure, PyMongoError
 
 from . import _lifecycle_cli
+from ._cli_options import PROG, URI_SCHEMES, add_location_arguments, client_options
 from ._client import create_client
 from ._progress import ProgressBar
 from ._schema import default_messages_collection_name
@@ -32,10 +32,6 @@ from .errors import ForeignDocumentsError, InvalidIdentifierError
 from .migration import check_migration_targets, count_embedded_sessions, migrate_to_split
 from .validation import validate_collection_name, validate_database_name
 
-PROG = "python -m mongodb_session_manager"
-URI_SCHEMES = ("mongodb://", "mongodb+srv://")
-SERVER_SELECTION_TIMEOUT_MS = 5000
-"""How long to look for a server when the URI does not say (pymongo's own default is 30 s)."""
 AUTHENTICATION_FAILED = 18
 UNAUTHORIZED = 13
 ERROR_EXCERPT_CHARS = 300
@@ -45,6 +41,8 @@ MAIN_EXAMPLES = f"""\
 examples:
   {PROG} migrate --from embedded --to split --database my_app --dry-run
   {PROG} cleanup --uri mongodb://localhost:27017 --database my_app
+  {PROG} erase --uri mongodb://localhost:27017 --database my_app --user-id alice --dry-run
+  {PROG} export --database my_app --user-id alice > alice.jsonl
 """
 MIGRATE_EXAMPLES = f"""\
 examples:
@@ -96,7 +94,9 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=formatter,
     )
     parser.add_argument("--version", action="version", version=f"mongodb-session-manager {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{migrate,cleanup}")
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="{migrate,cleanup," + ",".join(_lifecycle_cli.COMMANDS) + "}"
+    )
     migrate = commands.add_parser(
         "migrate",
         help="move sessions from the embedded to the split message layout",
@@ -111,7 +111,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     migrate.add_argument("--from", dest="source", required=True, choices=["embedded", "split"], help="current layout")
     migrate.add_argument("--to", dest="target", required=True, choices=["embedded", "split"], help="new layout")
-    _add_location_arguments(migrate)
+    add_location_arguments(migrate)
     migrate.add_argument("--dry-run", action="store_true", help="only count the sessions to migrate")
     migrate.add_argument("--verbose", action="store_true", help="log every session")
     migrate.set_defaults(run=_migrate, command_parser=migrate)
@@ -125,7 +125,7 @@ def _parser() -> argparse.ArgumentParser:
         epilog=CLEANUP_EXAMPLES,
         formatter_class=formatter,
     )
-    _add_location_arguments(cleanup)
+    add_location_arguments(cleanup)
     cleanup.add_argument("--dry-run", action="store_true", help="only count what would be deleted")
     cleanup.add_argument(
         "--force",
@@ -135,15 +135,6 @@ def _parser() -> argparse.ArgumentParser:
     cleanup.set_defaults(run=_cleanup, command_parser=cleanup)
     _lifecycle_cli.add_commands(commands)
     return parser
-
-
-def _add_location_arguments(command: argparse.ArgumentParser) -> None:
-    command.add_argument(
-        "--uri", default=os.environ.get("MONGODB_URI"), help="mongodb:// or mongodb+srv:// URI (default: $MONGODB_URI)"
-    )
-    command.add_argument("--database", required=True, help="database holding the sessions")
-    command.add_argument("--collection", default="sessions", help="session collection (default: %(default)s)")
-    command.add_argument("--messages-collection", help="messages collection (default: <collection>_messages)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -264,7 +255,7 @@ def _database(target: Target, kept: str) -> Iterator[Database[dict[str, Any]]]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", UserWarning)  # pymongo only warns about an option it will ignore
-            client = create_client(target.uri, **_client_options(target.uri))
+            client = create_client(target.uri, **client_options(target.uri))
     except (ConfigurationError, ValueError, UserWarning) as error:  # ValueError: some malformed URIs
         raise CommandError(f"{_one_line(error)}; check the URI", 2) from None
     try:
@@ -276,14 +267,6 @@ def _database(target: Target, kept: str) -> Iterator[Database[dict[str, Any]]]:
         raise CommandError(f"{error}; pass --force to delete them anyway", 2) from None
     except PyMongoError as error:
         raise _server_failure(error, target, kept) from None
-
-
-def _client_options(uri: str) -> dict[str, Any]:
-    """``serverSelectionTimeoutMS`` capped at a few seconds, unless the URI sets it."""
-    options = re.split("[&;]", uri.partition("?")[2])
-    if any(option.partition("=")[0].lower() == "serverselectiontimeoutms" for option in options):
-        return {}
-    return {"serverSelectionTimeoutMS": SERVER_SELECTION_TIMEOUT_MS}
 
 
 def _require_collection(database: Database[dict[str, Any]], name: str, where: str) -> None:

@@ -17,6 +17,7 @@ from pymongo import MongoClient
 from pymongo.errors import ConfigurationError, PyMongoError
 from pymongo.uri_parser import parse_uri
 
+from ._cli_options import PROG, URI_SCHEMES, add_location_arguments, client_options
 from ._client import create_client
 from ._erasure import erase_sessions, stored_for
 from ._progress import ProgressBar
@@ -34,24 +35,22 @@ from .mongodb_session_repository import MongoDBSessionRepository
 from .validation import validate_collection_name, validate_database_name, validate_owner, validate_session_id
 
 COMMANDS = ("erase", "export", "import")
-SERVER_SELECTION_TIMEOUT_MS = 5000
-"""How long a command waits for the server before it gives up."""
 
-_ERASE_EXAMPLES = """\
+_ERASE_EXAMPLES = f"""\
 examples:
-  python -m mongodb_session_manager erase --uri mongodb://localhost:27017 --database my_app --user-id alice --dry-run
-  python -m mongodb_session_manager erase --database my_app --user-id alice          # URI from $MONGODB_URI
-  python -m mongodb_session_manager erase --database my_app --user-id alice --application-name support
+  {PROG} erase --uri mongodb://localhost:27017 --database my_app --user-id alice --dry-run
+  {PROG} erase --database my_app --user-id alice          # URI from $MONGODB_URI
+  {PROG} erase --database my_app --user-id alice --application-name support
 """
-_EXPORT_EXAMPLES = """\
+_EXPORT_EXAMPLES = f"""\
 examples:
-  python -m mongodb_session_manager export --database my_app --session-id chat-42 > chat-42.jsonl
-  python -m mongodb_session_manager export --database my_app --user-id alice > alice.jsonl
+  {PROG} export --database my_app --session-id chat-42 > chat-42.jsonl
+  {PROG} export --database my_app --user-id alice > alice.jsonl
 """
-_IMPORT_EXAMPLES = """\
+_IMPORT_EXAMPLES = f"""\
 examples:
-  python -m mongodb_session_manager import --database my_app < alice.jsonl
-  python -m mongodb_session_manager import --database my_app --layout split --skip-existing < alice.jsonl
+  {PROG} import --database my_app < alice.jsonl
+  {PROG} import --database my_app --layout split --skip-existing < alice.jsonl
 """
 
 
@@ -74,7 +73,7 @@ def add_commands(commands: "argparse._SubParsersAction[argparse.ArgumentParser]"
     erase.add_argument("--user-id", required=True, help="the user whose sessions to erase")
     erase.add_argument("--application-name", help="only the user's sessions of this application")
     erase.add_argument("--dry-run", action="store_true", help="only count what would be erased")
-    _add_location_arguments(erase)
+    add_location_arguments(erase)
 
     export = commands.add_parser(
         "export",
@@ -89,7 +88,7 @@ def add_commands(commands: "argparse._SubParsersAction[argparse.ArgumentParser]"
     which.add_argument("--session-id", help="export this session")
     which.add_argument("--user-id", help="export every session of this user")
     export.add_argument("--application-name", help="only sessions of this application")
-    _add_location_arguments(export)
+    add_location_arguments(export)
 
     restore = commands.add_parser(
         "import",
@@ -104,14 +103,7 @@ def add_commands(commands: "argparse._SubParsersAction[argparse.ArgumentParser]"
         "--layout", choices=["embedded", "split"], default="embedded", help="where to store messages (%(default)s)"
     )
     restore.add_argument("--skip-existing", action="store_true", help="skip sessions whose id exists already")
-    _add_location_arguments(restore)
-
-
-def _add_location_arguments(command: argparse.ArgumentParser) -> None:
-    command.add_argument("--uri", default=os.environ.get("MONGODB_URI"), help="MongoDB URI (default: $MONGODB_URI)")
-    command.add_argument("--database", required=True, help="database holding the sessions")
-    command.add_argument("--collection", default="sessions", help="session collection (default: %(default)s)")
-    command.add_argument("--messages-collection", help="messages collection (default: <collection>_messages)")
+    add_location_arguments(restore)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -150,16 +142,14 @@ def _connected(uri: str | None) -> Iterator[MongoClient[Document]]:
     """
     if not uri:
         raise _Refused("pass --uri or set MONGODB_URI, for example --uri mongodb://localhost:27017")
-    if not uri.startswith(("mongodb://", "mongodb+srv://")):
+    if not uri.startswith(URI_SCHEMES):
         raise _Refused("--uri must start with mongodb:// or mongodb+srv://")
     if uri.startswith("mongodb://"):  # a mongodb+srv:// URI is checked by its DNS lookup, in MongoClient
         try:
             parse_uri(uri)
         except (ConfigurationError, ValueError) as error:
             raise _Refused(f"--uri is not a valid MongoDB URI: {_without(uri, error)}") from None
-    given = "serverselectiontimeoutms=" in uri.lower()
-    timeout = {} if given else {"serverSelectionTimeoutMS": SERVER_SELECTION_TIMEOUT_MS}
-    with create_client(uri, **timeout) as client:
+    with create_client(uri, **client_options(uri)) as client:
         yield client
 
 
