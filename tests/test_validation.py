@@ -15,6 +15,7 @@ from mongodb_session_manager.errors import (
     InvalidArgumentError,
     InvalidIdentifierError,
     MongoDBSessionError,
+    SessionNotFoundError,
     StaleAgentError,
     UnstorableValueError,
 )
@@ -285,3 +286,13 @@ def test_an_error_quotes_at_most_a_short_excerpt_of_the_value(
         repository.read_session({"$gt": "y" * 10_000})
     assert len(str(refused.value)) < 250
     assert_untouched(mongo_db, populated)
+
+
+def test_a_not_found_error_quotes_only_an_excerpt_of_a_long_valid_id(repository: MongoDBSessionRepository) -> None:
+    longest = "s" * MAX_IDENTIFIER_LENGTH
+    with pytest.raises(SessionNotFoundError) as missing:
+        repository.get_metadata(longest)
+    message = str(missing.value)
+    assert longest not in message
+    assert f"{MAX_IDENTIFIER_LENGTH} characters" in message
+    assert len(message) < 120, message

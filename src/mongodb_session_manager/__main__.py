@@ -28,7 +28,7 @@ from ._progress import ProgressBar
 from ._schema import default_messages_collection_name
 from ._version import __version__
 from .cleanup import CleanupRefusedError, find_left_behind, remove_left_behind
-from .errors import ForeignDocumentsError, InvalidIdentifierError
+from .errors import ForeignDocumentsError, InvalidIdentifierError, excerpt
 from .migration import check_migration_targets, count_embedded_sessions, migrate_to_split
 from .validation import validate_collection_name, validate_database_name
 
@@ -171,7 +171,7 @@ def _target(args: argparse.Namespace) -> Target:
     messages_collection = args.messages_collection or default_messages_collection_name(args.collection)
     if messages_collection == args.collection:
         raise CommandError(
-            f"--messages-collection {messages_collection!r} is the session collection; give the collection that "
+            f"--messages-collection {excerpt(messages_collection)} is the session collection; give the collection that "
             "holds the messages (default: <collection>_messages)",
             2,
         )
@@ -200,7 +200,7 @@ def _migrate(target: Target, args: argparse.Namespace) -> int:
             progress.close()
     print(f"migrated {report.migrated} session(s), {report.messages_copied} message(s)")
     for session_id, reason in report.failed.items():
-        print(f"not migrated: {session_id!r}: {reason}", file=sys.stderr)
+        print(f"not migrated: {excerpt(session_id)}: {reason}", file=sys.stderr)
     if report.failed:
         print(
             f"{len(report.failed)} session(s) in {where} were left embedded and unchanged (listed above)",

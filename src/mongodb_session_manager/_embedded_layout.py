@@ -10,7 +10,7 @@ from . import metrics
 from ._documents import now
 from ._schema import UPDATED_AT_FIELD, Document, agent_path
 from ._session_documents import Expect, SessionDocuments
-from .errors import SessionNotFoundError
+from .errors import SessionNotFoundError, excerpt
 
 END_OF_ARRAY = 2**31 - 1
 """A ``$slice`` count meaning "to the end" (MongoDB requires a positive count)."""
@@ -83,7 +83,7 @@ class EmbeddedLayout:
             self._sessions.explain_absence(session_id)
         entry = (document.get("agents") or {}).get(agent_id)
         if entry is None:
-            raise SessionNotFoundError(f"agent {agent_id!r} not found in session {session_id!r}")
+            raise SessionNotFoundError(f"agent {excerpt(agent_id)} not found in session {excerpt(session_id)}")
         messages: list[Document] = entry.get("messages") or []
         return messages[:limit]
 

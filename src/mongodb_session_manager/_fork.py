@@ -13,7 +13,7 @@ from datetime import datetime
 from ._documents import removed_message_count
 from ._schema import Document
 from ._session_record import SessionRecord
-from .errors import InvalidArgumentError, SessionNotFoundError
+from .errors import InvalidArgumentError, SessionNotFoundError, excerpt
 from .validation import MAX_TITLE_LENGTH
 
 FORK_MARKER = " (fork)"
@@ -35,7 +35,8 @@ def forked(
         kept = messages.get(agent_id, [])
         if up_to_message_id >= len(kept):
             raise SessionNotFoundError(
-                f"message {up_to_message_id} of agent {agent_id!r} not found in session {source.session_id!r}"
+                f"message {up_to_message_id} of agent {excerpt(agent_id)} not found in session "
+                f"{excerpt(source.session_id)}"
             )
         messages[agent_id] = kept[: up_to_message_id + 1]
         agents[agent_id] = _clamped(agents[agent_id], up_to_message_id + 1)
@@ -64,15 +65,15 @@ def _agent_to_cut(source: SessionRecord, agent_id: str | None) -> str:
     """The agent whose messages are cut: ``agent_id``, or the session's only agent."""
     if agent_id is not None:
         if agent_id not in source.agents:
-            raise SessionNotFoundError(f"agent {agent_id!r} not found in session {source.session_id!r}")
+            raise SessionNotFoundError(f"agent {excerpt(agent_id)} not found in session {excerpt(source.session_id)}")
         return agent_id
     if len(source.agents) == 1:
         return next(iter(source.agents))
     if not source.agents:
-        raise SessionNotFoundError(f"session {source.session_id!r} has no agent, so no message to fork after")
+        raise SessionNotFoundError(f"session {excerpt(source.session_id)} has no agent, so no message to fork after")
     names = ", ".join(repr(name) for name in list(source.agents)[:5])
     raise InvalidArgumentError(
-        "agent_id", None, f"is required: session {source.session_id!r} has {len(source.agents)} agents ({names})"
+        "agent_id", None, f"is required: session {excerpt(source.session_id)} has {len(source.agents)} agents ({names})"
     )
 
 

@@ -30,6 +30,7 @@ from .errors import (
     InvalidIdentifierError,
     SessionExistsError,
     SessionNotFoundError,
+    excerpt,
 )
 from .mongodb_session_repository import MongoDBSessionRepository
 from .validation import validate_collection_name, validate_database_name, validate_owner, validate_session_id
@@ -129,8 +130,8 @@ def _check_names(args: argparse.Namespace) -> None:
         validate_collection_name(args.messages_collection, "--messages-collection")
         if args.messages_collection == args.collection:
             raise _Refused(
-                f"--messages-collection {args.messages_collection!r} is the session collection; give the collection "
-                "that holds the messages (default: <collection>_messages)"
+                f"--messages-collection {excerpt(args.messages_collection)} is the session collection; give the "
+                "collection that holds the messages (default: <collection>_messages)"
             )
 
 
@@ -170,7 +171,9 @@ def _erase(client: MongoClient[Document], args: argparse.Namespace) -> int:
     database = client[args.database]
     sessions = database[args.collection]
     messages = database[args.messages_collection or default_messages_collection_name(args.collection)]
-    whose = f"user {args.user_id!r}" + (f" in application {args.application_name!r}" if args.application_name else "")
+    whose = f"user {excerpt(args.user_id)}" + (
+        f" in application {excerpt(args.application_name)}" if args.application_name else ""
+    )
     try:
         require_sessions(sessions)
         require_messages(messages)
@@ -224,8 +227,8 @@ def _export(client: MongoClient[Document], args: argparse.Namespace) -> int:
                 if args.session_id is None:
                     continue  # deleted or expired since it was listed
                 print(
-                    f"error: session {session_id!r} not found in {args.database}.{args.collection} (or expired, or "
-                    "of another application); check --session-id, --database and --collection",
+                    f"error: session {excerpt(session_id)} not found in {args.database}.{args.collection} (or "
+                    "expired, or of another application); check --session-id, --database and --collection",
                     file=sys.stderr,
                 )
                 return 1

@@ -42,7 +42,7 @@ from ._schema import (
 )
 from ._session_documents import MAX_DOCUMENT_BYTES, WRITE_HEADROOM_BYTES, SessionDocuments
 from ._session_record import SessionRecord
-from .errors import InvalidSessionDataError, SessionConflictError, SessionExistsError, SessionTooLargeError
+from .errors import InvalidSessionDataError, SessionConflictError, SessionExistsError, SessionTooLargeError, excerpt
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ def write_new_session(
         pending = {"_id": session_id, GENERATION_FIELD: generation, PENDING_FIELD: {"$exists": True}}
         if sessions.collection.update_one(pending, shown).matched_count != 1:
             raise SessionConflictError(
-                f"session {session_id!r} was deleted while it was being written; nothing of it was kept"
+                f"session {excerpt(session_id)} was deleted while it was being written; nothing of it was kept"
             )
     except BaseException:
         _take_back(sessions, messages, session_id, generation)
@@ -157,7 +157,11 @@ def _encoded_messages(record: SessionRecord, session_id: str) -> list[tuple[str,
             raw = encoded(entry, f"agents[{index}].messages[{position}]")
             if len(raw.raw) + WRITE_HEADROOM_BYTES > MAX_DOCUMENT_BYTES:
                 raise SessionTooLargeError(
-                    session_id, 0, len(raw.raw), MAX_DOCUMENT_BYTES, document=f"message {position} of {agent_id!r}"
+                    session_id,
+                    0,
+                    len(raw.raw),
+                    MAX_DOCUMENT_BYTES,
+                    document=f"message {position} of {excerpt(agent_id)}",
                 )
             found.append((agent_id, raw))
     return found
@@ -173,7 +177,7 @@ def _insert(sessions: SessionDocuments, session_id: str, document: Document) -> 
             expired = {"_id": session_id, EXPIRES_AT_FIELD: {"$lte": now()}}
             if sessions.collection.delete_one(expired).deleted_count == 0:
                 break
-    raise SessionExistsError(f"session {session_id!r} exists already; nothing was written")
+    raise SessionExistsError(f"session {excerpt(session_id)} exists already; nothing was written")
 
 
 def _take_back(sessions: SessionDocuments, messages: Collection[Document], session_id: str, generation: Any) -> None:

@@ -40,7 +40,7 @@ from ._schema import (
     multi_agent_path,
     stored_layout,
 )
-from .errors import LayoutMismatchError, SessionConflictError, SessionNotFoundError, SessionTooLargeError
+from .errors import LayoutMismatchError, SessionConflictError, SessionNotFoundError, SessionTooLargeError, excerpt
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ class Expect:
         return cls(
             entry=agent_path(agent_id),
             entry_present=present,
-            what=f"agent {agent_id!r}",
+            what=f"agent {excerpt(agent_id)}",
             message_id=message_id,
             message_present=message_present,
             agent_id=agent_id,
@@ -113,7 +113,7 @@ class Expect:
     @classmethod
     def multi_agent(cls, multi_agent_id: str, *, present: bool = True) -> "Expect":
         """Expectations on the multi-agent ``multi_agent_id``."""
-        what = f"multi-agent {multi_agent_id!r}"
+        what = f"multi-agent {excerpt(multi_agent_id)}"
         return cls(entry=multi_agent_path(multi_agent_id), entry_present=present, what=what)
 
     def conditions(self) -> Document:
@@ -129,12 +129,14 @@ class Expect:
     def explain(self, session_id: str, probe: "Probe") -> Exception | None:
         """The error a refusal means, given the document as it is now; None if there is nothing left to do."""
         if self.entry is not None and self.entry_present and not probe.has_entry:
-            return SessionNotFoundError(f"{self.what} not found in session {session_id!r}")
+            return SessionNotFoundError(f"{self.what} not found in session {excerpt(session_id)}")
         if self.message_id is not None and self.message_present and not probe.has_message:
-            return SessionNotFoundError(f"message {self.message_id} of {self.what} not found in session {session_id!r}")
+            return SessionNotFoundError(
+                f"message {self.message_id} of {self.what} not found in session {excerpt(session_id)}"
+            )
         if self.message_id is not None and not self.message_present and probe.has_message:
             return SessionConflictError(
-                f"message {self.message_id} of {self.what} in session {session_id!r} was already written "
+                f"message {self.message_id} of {self.what} in session {excerpt(session_id)} was already written "
                 "by another writer; nothing was changed"
             )
         if self.entry is not None and not self.entry_present and probe.has_entry:
@@ -230,7 +232,7 @@ class SessionDocuments:
         known, expected = self.expected_generation(session_id)
         if known and generation != expected:
             raise SessionNotFoundError(
-                f"session {session_id!r} was deleted and created again since it was opened here; "
+                f"session {excerpt(session_id)} was deleted and created again since it was opened here; "
                 "nothing was written to the new one (create a new Agent to work with it)"
             )
 
@@ -272,7 +274,7 @@ class SessionDocuments:
             # also answer the loser with no document), by an expired session (removed here, as the
             # TTL monitor would), or by a session outside this repository's scope.
             self.collection.delete_one({"_id": session_id, EXPIRES_AT_FIELD: {"$lte": now()}})
-        raise SessionNotFoundError(f"session {session_id!r} not found")
+        raise SessionNotFoundError(f"session {excerpt(session_id)} not found")
 
     def write(
         self,
@@ -340,7 +342,9 @@ class SessionDocuments:
         """The error for a refused write that neither the document's existence nor ``expect`` explained."""
         if probe.size + added_bytes + WRITE_HEADROOM_BYTES > MAX_DOCUMENT_BYTES:
             return SessionTooLargeError(session_id, probe.size, added_bytes, MAX_DOCUMENT_BYTES)
-        return SessionConflictError(f"session {session_id!r} changed while it was being written; nothing was changed")
+        return SessionConflictError(
+            f"session {excerpt(session_id)} changed while it was being written; nothing was changed"
+        )
 
     def delete(self, session_id: str) -> Any:
         """Delete the session document and return its generation; raise if missing or in the other layout."""
@@ -373,7 +377,7 @@ class SessionDocuments:
             fields["has_message"] = {"$in": [message_id, {"$map": {"input": messages, "in": "$$this.message_id"}}]}
         found = list(self.collection.aggregate([{"$match": self.where(session_id)}, {"$project": fields}]))
         if not found:
-            raise SessionNotFoundError(f"session {session_id!r} not found")
+            raise SessionNotFoundError(f"session {excerpt(session_id)} not found")
         probe = Probe(**found[0])
         self.check(session_id, probe.layout, probe.generation)
         return probe
@@ -381,7 +385,7 @@ class SessionDocuments:
     def explain_absence(self, session_id: str) -> NoReturn:
         """Raise why a read or write filtered by :meth:`matching` found nothing."""
         self.probe(session_id)
-        raise SessionConflictError(f"session {session_id!r} changed while it was being read or written")
+        raise SessionConflictError(f"session {excerpt(session_id)} changed while it was being read or written")
 
     def find(self, session_id: str, projection: Document | None = None, *, checked: bool = False) -> Document | None:
         """Read the live session document in scope (``projection`` as in ``find_one``); ``checked``: as expected."""
@@ -413,7 +417,7 @@ class SessionDocuments:
         fields = {**projection, LAYOUT_FIELD: 1, **LEARNT}
         found = self.aggregate(session_id, [{"$project": fields}])
         if not found:
-            raise SessionNotFoundError(f"session {session_id!r} not found")
+            raise SessionNotFoundError(f"session {excerpt(session_id)} not found")
         document = found[0]
         self.check(session_id, stored_layout(document), document.get(GENERATION_FIELD))
         return document
@@ -425,6 +429,6 @@ class SessionDocuments:
             return generation
         document = self.read_checked(session_id, {f"{agent_path(agent_id)}.agent_id": 1})
         if agent_id not in (document.get("agents") or {}):
-            raise SessionNotFoundError(f"agent {agent_id!r} not found in session {session_id!r}")
+            raise SessionNotFoundError(f"agent {excerpt(agent_id)} not found in session {excerpt(session_id)}")
         self.learn(session_id, SessionFacts.of(document), [agent_id])
         return document.get(GENERATION_FIELD)

@@ -25,7 +25,7 @@ from ._schema import (
 )
 from ._session_documents import SessionDocuments
 from ._split_layout import ONE_BATCH, STORED_MESSAGE
-from .errors import SessionNotFoundError
+from .errors import SessionNotFoundError, excerpt
 
 AGENT_FIELDS = ("agent_id", "state", "conversation_manager_state", "internal_state", "created_at", "updated_at")
 """What a record keeps of a stored agent entry (its messages are kept apart)."""
@@ -64,7 +64,7 @@ def read_record(sessions: SessionDocuments, messages: Collection[Document], sess
     """
     document = sessions.find(session_id)
     if document is None:
-        raise SessionNotFoundError(f"session {session_id!r} not found")
+        raise SessionNotFoundError(f"session {excerpt(session_id)} not found")
     agents: dict[str, Document] = document.get("agents") or {}
     stored = {agent_id: list(entry.get("messages") or []) for agent_id, entry in agents.items()}
     if stored_layout(document) == "split":

@@ -60,7 +60,7 @@ from ._schema import (
     stored_layout,
 )
 from ._session_documents import MAX_DOCUMENT_BYTES, Expect, SessionDocuments
-from .errors import MongoDBSessionError, SessionConflictError, SessionNotFoundError, SessionTooLargeError
+from .errors import MongoDBSessionError, SessionConflictError, SessionNotFoundError, SessionTooLargeError, excerpt
 
 MESSAGE_INDEXES = (
     IndexModel(
@@ -101,8 +101,8 @@ class SplitLayout:
             and self._insert(session_id, document)
         ):
             raise SessionConflictError(
-                f"message {message_id} of agent {agent_id!r} in session {session_id!r} was already written "
-                "by another writer; nothing was changed"
+                f"message {message_id} of agent {excerpt(agent_id)} in session {excerpt(session_id)} was already "
+                "written by another writer; nothing was changed"
             )
         if opening is not None:
             self._open_turn(session_id, agent_id, opening, message_key(session_id, agent_id, message_id, generation))
@@ -130,7 +130,7 @@ class SplitLayout:
             ) from None
         if matched == 0:
             raise SessionNotFoundError(
-                f"message {message_id} of agent {agent_id!r} not found in session {session_id!r}"
+                f"message {message_id} of agent {excerpt(agent_id)} not found in session {excerpt(session_id)}"
             )
 
     def read_message(self, session_id: str, agent_id: str, message_id: int) -> Document | None:

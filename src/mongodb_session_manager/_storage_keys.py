@@ -16,16 +16,11 @@ from typing import Any
 
 from strands.types.exceptions import StorageError
 
+from .errors import excerpt
+
 _SLASHES = re.compile(r"/+")
-_EXCERPT_CHARS = 80
 _LAST_CODE_POINT = 0x10FFFF
 _SURROGATES = range(0xD800, 0xE000)
-
-
-def excerpt(value: object) -> str:
-    """``repr`` of ``value``, cut to about 80 characters, for error messages."""
-    text = repr(value)
-    return text if len(text) <= _EXCERPT_CHARS else f"{text[: _EXCERPT_CHARS - 3]}..."
 
 
 def _checked_text(value: Any, field: str) -> str:

@@ -54,7 +54,7 @@ class SessionTooLargeError(MongoDBSessionError):
         self.added_bytes = added_bytes
         self.limit_bytes = limit_bytes
         super().__init__(
-            f"session {session_id!r}: {document} is {size_bytes:,} bytes; adding {added_bytes:,} bytes would "
+            f"session {excerpt(session_id)}: {document} is {size_bytes:,} bytes; adding {added_bytes:,} bytes would "
             f"pass MongoDB's {limit_bytes:,}-byte document limit. Nothing was written."
         )
 
@@ -72,7 +72,7 @@ class LayoutMismatchError(MongoDBSessionError):
         self.stored_layout = stored_layout
         self.configured_layout = configured_layout
         super().__init__(
-            f"session {session_id!r} is stored in the {stored_layout!r} layout but this repository uses "
+            f"session {excerpt(session_id)} is stored in the {stored_layout!r} layout but this repository uses "
             f"{configured_layout!r}; configure layout={stored_layout!r} or migrate it "
             "(python -m mongodb_session_manager migrate --help)"
         )

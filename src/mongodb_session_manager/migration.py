@@ -57,7 +57,7 @@ from ._target_collections import (
     require_sessions,
     session_filter,
 )
-from .errors import ForeignDocumentsError, InvalidIdentifierError, MongoDBSessionError
+from .errors import ForeignDocumentsError, InvalidIdentifierError, MongoDBSessionError, excerpt
 from .validation import validate_field_name
 
 __all__ = [
@@ -253,9 +253,11 @@ def _copy_agent(
     stored: list[Document] = entry.get("messages") or []
     ids = [message.get("message_id") for message in stored]
     if not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in ids):
-        raise MigrationError(f"agent {agent_id!r} has messages without a valid message_id")
+        raise MigrationError(f"agent {excerpt(agent_id)} has messages without a valid message_id")
     if len(set(ids)) != len(ids):
-        raise MigrationError(f"agent {agent_id!r} has {len(ids)} messages but {len(set(ids))} distinct message ids")
+        raise MigrationError(
+            f"agent {excerpt(agent_id)} has {len(ids)} messages but {len(set(ids))} distinct message ids"
+        )
     copies = copies if copies is not None else _Copies()
     changed = [message for message in stored if copies.messages.get(message["message_id"]) != message]
     _upsert(messages, session_id, agent_id, generation, owner, changed, copies)
@@ -265,7 +267,7 @@ def _copy_agent(
         copied = _count(messages, session_id, agent_id, generation)
     if copied != len(stored):
         raise MigrationError(
-            f"agent {agent_id!r}: the session document holds {len(stored)} messages but the messages collection "
+            f"agent {excerpt(agent_id)}: the session document holds {len(stored)} messages but the messages collection "
             f"holds {copied}; nothing was removed"
         )
     return len(stored)

@@ -15,7 +15,7 @@ from strands.types.content import Message
 from ._binding import SessionBinding, bound
 from ._schema import Layout
 from ._strands_internals import forget_agent_records, record_sync_baseline
-from .errors import StaleAgentError
+from .errors import StaleAgentError, excerpt
 from .metrics import assistant_message_metrics
 from .mongodb_session_repository import MongoDBSessionRepository, agent_already_stored
 from .validation import validate_session_id
@@ -171,8 +171,8 @@ class MongoDBSessionManager(RepositorySessionManager):
     def _refuse_if_stale(self, agent: LocalAgent) -> None:
         if agent in self._stale_agents:
             raise StaleAgentError(
-                f"agent {agent.agent_id!r} of session {self.session_id!r} missed a write and no longer matches "
-                "what is stored; create a new Agent with this session id to resume"
+                f"agent {excerpt(agent.agent_id)} of session {excerpt(self.session_id)} missed a write and no longer "
+                "matches what is stored; create a new Agent with this session id to resume"
             )
 
     def get_metrics_summary(self) -> dict[str, Any]:

@@ -90,6 +90,7 @@ from .errors import (
     InvalidSessionDataError,
     SessionNotFoundError,
     UnstorableValueError,
+    excerpt,
 )
 from .listing import (
     NEWEST_FIRST,
@@ -458,7 +459,7 @@ class MongoDBSessionRepository(SessionRepository):
         validate_session_id(session_id)
         document = self._sessions.read_observed(session_id, {"metadata": 1})
         if document is None:
-            raise SessionNotFoundError(f"session {session_id!r} not found")
+            raise SessionNotFoundError(f"session {excerpt(session_id)} not found")
         stored: dict[str, Any] = document.get("metadata") or {}
         return stored
 

@@ -27,9 +27,9 @@ from strands.types.exceptions import StorageError
 
 from ._client import open_or_borrow
 from ._storage_documents import StoredValues
-from ._storage_keys import KeySpace, excerpt
+from ._storage_keys import KeySpace
 from ._storage_search import query_tokens
-from .errors import InvalidArgumentError
+from .errors import InvalidArgumentError, excerpt
 from .mongodb_connection_pool import MongoDBConnectionPool
 from .validation import MAX_EXPIRE_AFTER_SECONDS, validate_expire_after
 
