@@ -14,7 +14,6 @@ import builtins
 import copy
 import datetime
 import logging
-import math
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -31,7 +30,7 @@ from ._storage_keys import KeySpace
 from ._storage_search import query_tokens
 from .errors import InvalidArgumentError, excerpt
 from .mongodb_connection_pool import MongoDBConnectionPool
-from .validation import MAX_EXPIRE_AFTER_SECONDS, validate_expire_after
+from .validation import validate_duration, validate_expire_after
 
 logger = logging.getLogger(__name__)
 
@@ -42,15 +41,6 @@ _DETAIL_CHARS = 160
 
 DEFAULT_ORPHAN_AGE = datetime.timedelta(hours=1)
 """``sweep`` leaves alone a large-value upload younger than this: its writer may still be running."""
-
-
-def _as_timedelta(value: float | datetime.timedelta, name: str) -> datetime.timedelta:
-    seconds = value.total_seconds() if isinstance(value, datetime.timedelta) else value
-    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not math.isfinite(seconds):
-        raise InvalidArgumentError(name, value, "must be a number of seconds or a timedelta")
-    if not 0 <= seconds <= MAX_EXPIRE_AFTER_SECONDS:
-        raise InvalidArgumentError(name, value, f"must be from 0 to {MAX_EXPIRE_AFTER_SECONDS} seconds")
-    return datetime.timedelta(seconds=seconds)
 
 
 def _as_bytes(data: Any) -> bytes:
@@ -221,7 +211,7 @@ class MongoDBStorage:
         ``older_than`` (default one hour; a younger one may belong to a write still in progress).
         Run it periodically, or once after a crash with ``older_than=0`` when nothing is writing.
         """
-        age = _as_timedelta(older_than, "older_than")
+        age = datetime.timedelta(seconds=validate_duration(older_than, "older_than", zero_allowed=True))
         return await self._run("sweep large values", self._values.sweep, self._space.bounds(), age)
 
     def close(self) -> None:

@@ -17,6 +17,11 @@ from typing import Any
 from .errors import InvalidArgumentError, InvalidIdentifierError
 
 MAX_IDENTIFIER_LENGTH = 256
+"""The longest session id, agent id, owner or metadata key accepted, in characters."""
+MAX_TITLE_LENGTH = 200
+"""The longest session title accepted, in characters."""
+MAX_EXPIRE_AFTER_SECONDS = 100 * 365 * 24 * 3600
+"""The longest duration accepted (``expire_after``, ``MongoDBStorage.sweep(older_than=...)``): 100 years."""
 MAX_BSON_INT = 2**63 - 1
 """The largest integer BSON can hold."""
 MAX_DATABASE_NAME_BYTES = 63
@@ -100,10 +105,6 @@ def _validate_text(value: Any, field: str) -> str:
     return value
 
 
-MAX_TITLE_LENGTH = 200
-MAX_EXPIRE_AFTER_SECONDS = 100 * 365 * 24 * 3600
-
-
 def validate_owner(value: Any, field: str) -> str | None:
     """Return ``value`` if it is None or a safe owner id (``user_id``, ``application_name``), else raise."""
     return None if value is None else _validate_plain_string(value, field)
@@ -111,13 +112,17 @@ def validate_owner(value: Any, field: str) -> str | None:
 
 def validate_expire_after(value: Any) -> float | None:
     """``expire_after`` in seconds (a positive number or ``timedelta``), or None; raise otherwise."""
-    if value is None:
-        return None
+    return None if value is None else validate_duration(value, "expire_after")
+
+
+def validate_duration(value: Any, field: str, *, zero_allowed: bool = False) -> float:
+    """``value`` (seconds, or a ``timedelta``) in seconds, at most 100 years; raise naming ``field`` otherwise."""
     seconds = value.total_seconds() if isinstance(value, timedelta) else value
     if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not math.isfinite(seconds):
-        raise InvalidArgumentError("expire_after", value, "must be a number of seconds or a timedelta")
-    if not 0 < seconds <= MAX_EXPIRE_AFTER_SECONDS:
-        raise InvalidArgumentError("expire_after", value, f"must be more than 0 and at most {MAX_EXPIRE_AFTER_SECONDS}")
+        raise InvalidArgumentError(field, value, "must be a number of seconds or a timedelta")
+    if seconds < 0 or (seconds == 0 and not zero_allowed) or seconds > MAX_EXPIRE_AFTER_SECONDS:
+        lowest = "at least 0" if zero_allowed else "more than 0"
+        raise InvalidArgumentError(field, value, f"must be {lowest} and at most {MAX_EXPIRE_AFTER_SECONDS} seconds")
     return float(seconds)
 
 
