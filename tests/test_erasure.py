@@ -244,7 +244,8 @@ def test_erasing_sends_four_commands_per_batch_and_two_to_finish(
 
     assert repository.delete_sessions(user_id="alice") == 3
 
-    # the batch: mark expired, delete messages, delete documents; then an empty batch and the sweep
+    # the batch: its documents read, ownerless messages tagged, documents deleted, messages deleted; then an
+    # empty batch and the sweep
     assert counter.names() == ["find", "update", "delete", "delete", "find", "aggregate"]
 
 
