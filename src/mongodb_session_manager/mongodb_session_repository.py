@@ -1,28 +1,16 @@
 """Strands ``SessionRepository`` stored in MongoDB: one document per session, messages per layout.
 
-Session document shape (``_id`` is the session id); with ``layout="split"`` the agents have no
-``messages`` array and each message is a document of its own (see :mod:`._split_layout`)::
-
-    {
-      "_id": "<session_id>", "session_id": "<session_id>", "session_type": "AGENT",
-      "created_at": <date>, "updated_at": <date>, "message_layout": "embedded",
-      "metadata": {...},
-      "agents": {
-        "<agent_id>": {
-          "agent_id": ..., "state": {...}, "conversation_manager_state": {...},
-          "internal_state": {...}, "created_at": <date>, "updated_at": <date>,
-          "messages": [{"message_id": 0, "message": {...}, "redact_message": null,
-                        "created_at": <date>, "updated_at": <date>,
-                        "event_loop_metrics": {...}}]   # metrics on assistant messages only
-        }
-      },
-      "multi_agents": {"<multi_agent_id>": {"multi_agent_id": ..., "state": {...}, ...}}
-    }
+One document per session (``_id`` is the session id) holds its agents (``agents.<agent_id>``),
+multi-agent state, metadata, owners, title, expiry, ``generation`` and ``revision``; field names
+are in :mod:`._schema` and the full shape in the README ("The stored document"). Messages live
+where the layout puts them: in each agent's ``messages`` array (``"embedded"``), or one document
+each in the messages collection (``"split"``, :mod:`._split_layout`).
 
 Every write the session manager asks for is one MongoDB command whose filter carries its own
 preconditions (the agent exists, the message id is new, the document stays under 16 MiB), so
-nothing is read first. Only when a write is refused does one extra read find out why, to raise
-the right typed error.
+nothing is read first (in the split layout, the message that opens a turn is followed by one
+conditional write to the session document). Only when a write is refused does one extra read find
+out why, to raise the right typed error.
 """
 
 import logging
