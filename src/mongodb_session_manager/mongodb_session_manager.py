@@ -54,7 +54,7 @@ class MongoDBSessionManager(RepositorySessionManager):
         expire_after: float | timedelta | None = None,
         **kwargs: Any,
     ) -> None:
-        """Open (or borrow) the connection and load or create the session ``session_id``.
+        """Acquire the shared client (or borrow ``client``) and load or create the session ``session_id``.
 
         ``layout`` and ``messages_collection_name`` choose where messages are stored (see
         :class:`MongoDBSessionRepository`).
@@ -180,7 +180,7 @@ class MongoDBSessionManager(RepositorySessionManager):
         return self.repository.get_metrics_summary(self.session_id)
 
     def close(self) -> None:
-        """Close the connection if this manager created it; a borrowed client stays open."""
+        """Give the shared client back (the last user closes it); a borrowed client stays open."""
         self.repository.close()
 
     def __enter__(self) -> "MongoDBSessionManager":
@@ -208,9 +208,11 @@ def create_mongodb_session_manager(
     expire_after: float | timedelta | None = None,
     **kwargs: Any,
 ) -> MongoDBSessionManager:
-    """Create a :class:`MongoDBSessionManager`; pass ``client`` to share a connection pool.
+    """``MongoDBSessionManager(...)`` with the same arguments.
 
-    ``layout="split"`` stores each message as its own document (no session size limit).
+    A ``connection_string`` uses the process-wide client shared by every user of that deployment
+    and those options; ``client`` borrows one. ``layout="split"`` stores each message as its own
+    document (no session size limit).
     """
     return MongoDBSessionManager(
         session_id,
