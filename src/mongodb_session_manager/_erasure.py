@@ -53,11 +53,9 @@ def erase_sessions(
     """
     erased = 0
     while batch := list(sessions.find(owner, {GENERATION_FIELD: 1}).limit(BATCH)):  # the owner's index, no sort
-        ids = [document["_id"] for document in batch]
-        generations = list(dict.fromkeys(document.get(GENERATION_FIELD) for document in batch))
-        their_messages = {"session_id": {"$in": ids}, GENERATION_FIELD: {"$in": generations}}
+        their_messages = _messages_of(batch)
         messages.update_many({**their_messages, USER_ID_FIELD: {"$exists": False}}, {"$set": owner})
-        documents = {**owner, "_id": {"$in": ids}, GENERATION_FIELD: {"$in": generations}}
+        documents = {**owner, "_id": their_messages["session_id"], GENERATION_FIELD: their_messages[GENERATION_FIELD]}
         erased += sessions.delete_many(documents).deleted_count
         messages.delete_many(their_messages)
         if on_batch is not None:
@@ -73,12 +71,17 @@ def stored_for(sessions: Collection[Document], messages: Collection[Document], o
     found = sessions.find(owner, {GENERATION_FIELD: 1}, batch_size=OWNER_BATCH)
     while batch := list(islice(found, OWNER_BATCH)):
         session_count += len(batch)
-        ids = [document["_id"] for document in batch]
-        generations = list(dict.fromkeys(document.get(GENERATION_FIELD) for document in batch))
-        message_count += messages.count_documents({"session_id": {"$in": ids}, GENERATION_FIELD: {"$in": generations}})
+        message_count += messages.count_documents(_messages_of(batch))
     for orphans in _unowned_groups(sessions, messages, owner):
         message_count += messages.count_documents({"$or": orphans})
     return Stored(sessions=session_count, messages=message_count)
+
+
+def _messages_of(batch: list[Document]) -> Document:
+    """The filter on the messages of these session documents: their ids, in one of their generations."""
+    ids = [document["_id"] for document in batch]
+    generations = list(dict.fromkeys(document.get(GENERATION_FIELD) for document in batch))
+    return {"session_id": {"$in": ids}, GENERATION_FIELD: {"$in": generations}}
 
 
 def _unowned_groups(
