@@ -13,8 +13,9 @@ from pymongo import MongoClient
 from pymongo.database import Database
 
 import mongodb_session_manager.__main__ as cli
-from mongodb_session_manager import MongoDBSessionRepository, __version__
+from mongodb_session_manager import MongoDBSessionRepository, __version__, _lifecycle_cli
 from mongodb_session_manager.__main__ import main
+from mongodb_session_manager._connection_key import scrubbed
 from mongodb_session_manager._progress import ProgressBar
 from mongodb_session_manager.cleanup import find_left_behind, remove_left_behind
 from mongodb_session_manager.errors import InvalidIdentifierError
@@ -441,10 +442,12 @@ def test_no_privilege_says_what_the_user_needs(server_requiring_auth: str, capsy
 def test_a_password_is_masked_wherever_it_appears() -> None:
     uri = "mongodb+srv://app:p%40ss-w0rd@cluster.example.net/db?retryWrites=true"
 
-    masked = cli._masked("failed for app:p%40ss-w0rd@cluster (password p@ss-w0rd)", uri)
+    masked = scrubbed("failed for app:p%40ss-w0rd@cluster (password p@ss-w0rd)", uri)
 
-    assert masked == "failed for app:***@cluster (password ***)"
-    assert cli._masked("no secret here", "mongodb://host/") == "no secret here"
+    assert masked == "failed for ***@cluster (password ***)"
+    assert scrubbed("no secret here", "mongodb://host/") == "no secret here"
+    # the erase, export and import commands mask it the same way
+    assert _lifecycle_cli._without(uri, ValueError("bad password p@ss-w0rd")) == "bad password ***"
 
 
 # -- the real process: one line, no traceback -------------------------------------------------------

@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote
 
 from pymongo.database import Database
 from pymongo.errors import ConfigurationError, ConnectionFailure, ExecutionTimeout, OperationFailure, PyMongoError
@@ -24,6 +23,7 @@ from pymongo.errors import ConfigurationError, ConnectionFailure, ExecutionTimeo
 from . import _lifecycle_cli
 from ._cli_options import PROG, URI_SCHEMES, add_location_arguments, client_options
 from ._client import create_client
+from ._connection_key import scrubbed
 from ._progress import ProgressBar
 from ._schema import default_messages_collection_name
 from ._version import __version__
@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         status: int = args.run(_target(args), args)
     except CommandError as error:
-        print(f"error: {_masked(str(error), args.uri or '')}", file=sys.stderr)
+        print(f"error: {scrubbed(str(error), args.uri) if args.uri else error}", file=sys.stderr)
         return error.status
     return status
 
@@ -296,21 +296,6 @@ def _one_line(error: Exception) -> str:
     text = " ".join(str(error).split())
     text = re.sub(r" \(configured timeouts: [^)]*\)", "", text).split(", Timeout: ")[0].split(", full error: ")[0]
     return text if len(text) <= ERROR_EXCERPT_CHARS else text[:ERROR_EXCERPT_CHARS] + "..."
-
-
-def _masked(text: str, uri: str) -> str:
-    """``text`` without the URI's password (as written, and percent-decoded)."""
-    scheme = next((scheme for scheme in URI_SCHEMES if uri.startswith(scheme)), None)
-    if scheme is None:
-        return text
-    authority = uri[len(scheme) :].split("/", 1)[0].split("?", 1)[0]
-    userinfo, at, _hosts = authority.rpartition("@")
-    _user, colon, password = userinfo.partition(":")
-    if not at or not colon or not password:
-        return text
-    for secret in sorted({password, unquote(password)}, key=len, reverse=True):
-        text = text.replace(secret, "***")
-    return text
 
 
 if __name__ == "__main__":

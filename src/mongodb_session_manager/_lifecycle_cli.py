@@ -19,6 +19,7 @@ from pymongo.uri_parser import parse_uri
 
 from ._cli_options import PROG, URI_SCHEMES, add_location_arguments, client_options
 from ._client import create_client
+from ._connection_key import scrubbed
 from ._erasure import erase_sessions, stored_for
 from ._progress import ProgressBar
 from ._schema import Document, default_messages_collection_name, owner_fields
@@ -155,9 +156,9 @@ def _connected(uri: str | None) -> Iterator[MongoClient[Document]]:
 
 
 def _without(uri: str | None, error: Exception) -> str:
-    """The first line of the error's message, never quoting the URI (it may hold a password)."""
+    """The first line of the error's message, never quoting the URI or its credentials."""
     message = str(error).splitlines()[0] if str(error) else type(error).__name__
-    return message.replace(uri, "<--uri>") if uri else message
+    return scrubbed(message.replace(uri, "<--uri>"), uri) if uri else message
 
 
 def _owner(user_id: Any, application_name: Any) -> Document:
