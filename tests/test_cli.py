@@ -420,12 +420,17 @@ def server_requiring_auth() -> Iterator[str]:
         server.stop()
 
 
+@pytest.mark.parametrize(
+    "command",
+    [MIGRATE, ["erase", "--user-id", "alice"], ["export", "--user-id", "alice"], ["import"]],
+    ids=["migrate", "erase", "export", "import"],
+)
 def test_a_wrong_password_says_to_check_it_and_never_prints_it(
-    server_requiring_auth: str, capsys: pytest.CaptureFixture[str]
+    command: list[str], server_requiring_auth: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     uri = f"mongodb://app:n0t%2Fthe-Passw0rd@{server_requiring_auth}/"
 
-    assert main([*MIGRATE, "--uri", uri, "--database", "app"]) == 1
+    assert main([*command, "--uri", uri, "--database", "app"]) == 1
 
     err = capsys.readouterr().err
     assert err == "error: authentication failed; check the user and password in the URI (and authSource)\n"
@@ -447,7 +452,7 @@ def test_a_password_is_masked_wherever_it_appears() -> None:
     assert masked == "failed for ***@cluster (password ***)"
     assert scrubbed("no secret here", "mongodb://host/") == "no secret here"
     # the erase, export and import commands mask it the same way
-    assert _lifecycle_cli._without(uri, ValueError("bad password p@ss-w0rd")) == "bad password ***"
+    assert _lifecycle_cli._without(uri, "bad password p@ss-w0rd") == "bad password ***"
 
 
 # -- the real process: one line, no traceback -------------------------------------------------------

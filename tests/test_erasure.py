@@ -440,7 +440,7 @@ def test_the_command_fails_when_the_verification_finds_something(
     [
         (["--uri", "http://user:secret@host"], 2, "must start with mongodb://"),
         (["--uri", "mongodb://user:secret@host:notaport"], 2, "not a valid MongoDB URI"),
-        (["--uri", "mongodb://127.0.0.1:1/?serverSelectionTimeoutMS=200"], 1, "check --uri"),
+        (["--uri", "mongodb://127.0.0.1:1/?serverSelectionTimeoutMS=200"], 1, "check that the server is reachable"),
         (["--user-id", ""], 2, "invalid --user-id"),
     ],
 )

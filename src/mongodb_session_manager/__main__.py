@@ -9,7 +9,6 @@ timeout). The password in the URI is never printed.
 
 import argparse
 import logging
-import re
 import sys
 import warnings
 from collections.abc import Iterator
@@ -18,10 +17,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from pymongo.database import Database
-from pymongo.errors import ConfigurationError, ConnectionFailure, ExecutionTimeout, OperationFailure, PyMongoError
+from pymongo.errors import ConfigurationError, PyMongoError
 
 from . import _lifecycle_cli
-from ._cli_options import PROG, URI_SCHEMES, add_location_arguments, client_options
+from ._cli_options import PROG, URI_SCHEMES, add_location_arguments, client_options, one_line, server_failure
 from ._client import create_client
 from ._connection_key import scrubbed
 from ._progress import ProgressBar
@@ -31,11 +30,6 @@ from .cleanup import CleanupRefusedError, find_left_behind, remove_left_behind
 from .errors import ForeignDocumentsError, InvalidIdentifierError, excerpt
 from .migration import check_migration_targets, count_embedded_sessions, migrate_to_split
 from .validation import validate_collection_name, validate_database_name
-
-AUTHENTICATION_FAILED = 18
-UNAUTHORIZED = 13
-ERROR_EXCERPT_CHARS = 300
-"""How much of a server error message is printed."""
 
 MAIN_EXAMPLES = f"""\
 examples:
@@ -257,7 +251,7 @@ def _database(target: Target, kept: str) -> Iterator[Database[dict[str, Any]]]:
             warnings.simplefilter("error", UserWarning)  # pymongo only warns about an option it will ignore
             client = create_client(target.uri, **client_options(target.uri))
     except (ConfigurationError, ValueError, UserWarning) as error:  # ValueError: some malformed URIs
-        raise CommandError(f"{_one_line(error)}; check the URI", 2) from None
+        raise CommandError(f"{one_line(error)}; check the URI", 2) from None
     try:
         with client:
             yield client[target.database]
@@ -276,26 +270,7 @@ def _require_collection(database: Database[dict[str, Any]], name: str, where: st
 
 def _server_failure(error: PyMongoError, target: Target, kept: str) -> CommandError:
     """The one line for a pymongo error, with the hint that fits it."""
-    message = _one_line(error)
-    if isinstance(error, ConfigurationError):  # e.g. an SRV record that does not resolve
-        return CommandError(f"{message}; check the URI", 2)
-    if isinstance(error, OperationFailure) and error.code == AUTHENTICATION_FAILED:
-        return CommandError("authentication failed; check the user and password in the URI (and authSource)", 1)
-    if isinstance(error, OperationFailure) and error.code == UNAUTHORIZED:
-        return CommandError(
-            f"{message}; the URI's user may not do this: it needs readWrite on {target.database}; {kept}", 1
-        )
-    transient = isinstance(error, ConnectionFailure | ExecutionTimeout) or error.timeout
-    if transient or error.has_error_label("RetryableWriteError"):
-        return CommandError(f"{message}; check that the server is reachable, then run the command again ({kept})", 1)
-    return CommandError(f"{message}; {kept}", 1)
-
-
-def _one_line(error: Exception) -> str:
-    """The error's message on one line, without pymongo's topology dump, at most ``ERROR_EXCERPT_CHARS``."""
-    text = " ".join(str(error).split())
-    text = re.sub(r" \(configured timeouts: [^)]*\)", "", text).split(", Timeout: ")[0].split(", full error: ")[0]
-    return text if len(text) <= ERROR_EXCERPT_CHARS else text[:ERROR_EXCERPT_CHARS] + "..."
+    return CommandError(*server_failure(error, target.database, kept))
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from pymongo import MongoClient
 from pymongo.errors import ConfigurationError, PyMongoError
 from pymongo.uri_parser import parse_uri
 
-from ._cli_options import PROG, URI_SCHEMES, add_location_arguments, client_options
+from ._cli_options import PROG, URI_SCHEMES, add_location_arguments, client_options, one_line, server_failure
 from ._client import create_client
 from ._connection_key import scrubbed
 from ._erasure import erase_sessions, stored_for
@@ -37,6 +37,12 @@ from .mongodb_session_repository import MongoDBSessionRepository
 from .validation import validate_collection_name, validate_database_name, validate_owner, validate_session_id
 
 COMMANDS = ("erase", "export", "import")
+_KEPT = {
+    "erase": "what was erased stays erased",
+    "export": "the sessions written so far are complete lines",
+    "import": "the sessions imported so far stay imported",
+}
+"""What stays done when a command fails half-way."""
 
 _ERASE_EXAMPLES = f"""\
 examples:
@@ -119,8 +125,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except PyMongoError as error:
-        print(f"error: {_without(args.uri, error)}; check --uri and that the server is reachable", file=sys.stderr)
-        return 1
+        message, status = server_failure(error, args.database, _KEPT[args.command])
+        print(f"error: {_without(args.uri, message)}", file=sys.stderr)
+        return status
 
 
 def _check_names(args: argparse.Namespace) -> None:
@@ -150,14 +157,13 @@ def _connected(uri: str | None) -> Iterator[MongoClient[Document]]:
         try:
             parse_uri(uri)
         except (ConfigurationError, ValueError) as error:
-            raise _Refused(f"--uri is not a valid MongoDB URI: {_without(uri, error)}") from None
+            raise _Refused(f"--uri is not a valid MongoDB URI: {_without(uri, one_line(error))}") from None
     with create_client(uri, **client_options(uri)) as client:
         yield client
 
 
-def _without(uri: str | None, error: Exception) -> str:
-    """The first line of the error's message, never quoting the URI or its credentials."""
-    message = str(error).splitlines()[0] if str(error) else type(error).__name__
+def _without(uri: str | None, message: str) -> str:
+    """``message`` never quoting the URI or its credentials."""
     return scrubbed(message.replace(uri, "<--uri>"), uri) if uri else message
 
 
@@ -188,13 +194,8 @@ def _erase(client: MongoClient[Document], args: argparse.Namespace) -> int:
     progress = ProgressBar(found.sessions, "erasing", "sessions")
     try:
         erased = erase_sessions(sessions, messages, owner, on_batch=progress.advance)
-    except PyMongoError as error:
+    finally:
         progress.close()
-        print(
-            f"error: {_without(args.uri, error)}; what was erased stays erased, run the command again", file=sys.stderr
-        )
-        return 1
-    progress.close()
     left = stored_for(sessions, messages, owner)
     print(f"erased {erased} session(s)")
     print(f"verification: {left.sessions} session(s) and {left.messages} message(s) of {whose} remain")
