@@ -1,16 +1,23 @@
-"""What the two FastAPI examples share: connection handling, error mapping and the session endpoints.
+"""What the two FastAPI examples share: the caller's identity, connections, error mapping and the session endpoints.
 
 Not an example on its own: ``example_fastapi.py`` (plain JSON chat) and
 ``example_fastapi_streaming.py`` (server-sent events, used by the playground) build their apps from it.
 
-* :class:`Sessions` hands out session managers and repositories in one of two connection modes:
-  ``"factory"`` (the recommended one: ``initialize_global_factory`` at start-up, one shared
-  connection pool, ``get_global_factory().create_session_manager(session_id)`` per request) or
-  ``"client-per-request"`` (a new ``MongoClient`` for every request, closed afterwards: the
-  anti-pattern, kept for comparison in benchmarks).
-* :func:`install_error_handlers` maps the library's typed errors to HTTP status codes.
-* :func:`session_router` serves a session's history, metadata and statistics, plus ``/health``
-  and ``/stats`` (connection-pool figures).
+* :func:`current_user` says who is calling. Here that is the ``X-User-Id`` request header: a
+  stand-in for real authentication, and the one function to replace with yours. Every session
+  endpoint works on the caller's sessions only: another user's session id answers 404, exactly
+  like an id that does not exist, so a caller cannot even learn that it exists.
+* :class:`Sessions` hands out session managers and repositories scoped to that user, in one of two
+  connection modes: ``"factory"`` (the recommended one: ``initialize_global_factory`` at start-up,
+  one shared connection pool, ``create_session_manager(session_id, user_id=...)`` per request) or
+  ``"client-per-request"`` (a new ``MongoClient`` opened for every request and closed after it:
+  the anti-pattern, kept for comparison in benchmarks).
+* :func:`install_error_handlers` maps the library's typed errors to HTTP status codes, with short
+  messages: 401 without a user, 422 for invalid input, 404 for a session the caller cannot see,
+  409 for a conflicting turn, 413 for a session too large, 503/502 when MongoDB fails.
+* :func:`session_router` serves the caller's sessions: the list (newest first, paged by cursor),
+  title, deletion, fork, JSON export, history, metadata and statistics; plus ``/health`` and
+  ``/stats`` (connection figures).
 
 Everything here is synchronous (pymongo is): the endpoints are plain ``def`` functions, which
 FastAPI runs in its threadpool, so no MongoDB round trip ever blocks the event loop.
@@ -20,25 +27,31 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import math
 import os
+import re
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Request, Response
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from pymongo import MongoClient
 from pymongo.errors import ConnectionFailure, PyMongoError
 from strands import Agent
 from strands.models.model import Model
-from strands.types.content import Messages
+from strands.types.exceptions import EventLoopException
 
 from mongodb_session_manager import (
     MongoDBSessionManager,
     MongoDBSessionRepository,
+    SessionSummary,
     close_global_factory,
     create_mongodb_session_manager,
     get_global_factory,
@@ -46,29 +59,62 @@ from mongodb_session_manager import (
 )
 from mongodb_session_manager.errors import (
     FactoryNotInitializedError,
-    InvalidIdentifierError,
+    InvalidArgumentError,
     SessionConflictError,
     SessionNotFoundError,
     SessionTooLargeError,
     StaleAgentError,
 )
-from mongodb_session_manager.validation import validate_field_name, validate_session_id
+from mongodb_session_manager.validation import validate_field_name, validate_owner, validate_session_id
 
-from scripted_model import Turn, last_user_text
+from chat_agent import SYSTEM_PROMPT, TOOLS
+from chat_messages import iso, read_history, stored_fields
 
 ConnectionMode = Literal["factory", "client-per-request"]
 CONNECTION_MODES: tuple[ConnectionMode, ...] = ("factory", "client-per-request")
 ModelFactory = Callable[[], Model]
 
 DEFAULT_AGENT_ID = "assistant"
-SYSTEM_PROMPT = "You are a helpful, concise assistant."
+USER_HEADER = "X-User-Id"
+MAX_PAGE_SIZE = 100
+MAX_DETAIL_CHARACTERS = 200
+
+
+# -- who is calling --------------------------------------------------------------------------------
+
+
+def current_user(x_user_id: Annotated[str | None, Header(description="who is calling (a stand-in)")] = None) -> str:
+    """The caller's user id: THE place where real authentication plugs in.
+
+    This stand-in believes the ``X-User-Id`` header, so any caller can claim any user: enough to
+    show that every user sees only their own sessions, never enough for production. Replace the
+    body with your authentication (verify a session cookie, or an OAuth/OIDC bearer token with
+    ``fastapi.security.HTTPBearer`` and your identity provider) and return the verified user id;
+    nothing else changes. A missing header is 401; an id that is not a safe identifier, 422.
+    """
+    if x_user_id is None:
+        raise HTTPException(
+            status_code=401,
+            detail=f"missing {USER_HEADER} header: say which user is calling (a stand-in for real authentication)",
+            headers={"WWW-Authenticate": USER_HEADER},
+        )
+    user_id = validate_owner(x_user_id, "user_id")
+    assert user_id is not None
+    return user_id
+
+
+User = Annotated[str, Depends(current_user)]
 
 
 # -- connections ---------------------------------------------------------------------------------
 
 
 class Sessions:
-    """Session managers and repositories for the endpoints, in the chosen connection mode."""
+    """Session managers and repositories for the endpoints, scoped to one user, in the chosen connection mode.
+
+    ``expire_after`` (seconds, or None) is given to every session created: MongoDB's TTL index
+    removes a session that long after its last write.
+    """
 
     def __init__(
         self,
@@ -77,6 +123,7 @@ class Sessions:
         collection_name: str = "sessions",
         connection_mode: ConnectionMode = "factory",
         agent_id: str = DEFAULT_AGENT_ID,
+        expire_after: float | None = None,
     ) -> None:
         if connection_mode not in CONNECTION_MODES:
             raise ValueError(f"connection_mode must be one of {CONNECTION_MODES}, not {connection_mode!r}")
@@ -85,11 +132,14 @@ class Sessions:
         self.collection_name = collection_name
         self.connection_mode = connection_mode
         self.agent_id = validate_field_name(agent_id, "agent_id")
+        self.expire_after = expire_after
         self.started = time.monotonic()
         self._requests = itertools.count(1)
         self.requests = 0
+        self._clients_lock = threading.Lock()
+        self.clients_opened = 0
         self._turns_lock = threading.Lock()
-        self._running_turns: set[str] = set()
+        self._running_turns: set[tuple[str, str]] = set()
 
     def open(self) -> None:
         """At start-up: the global factory (one pool for the process) in factory mode."""
@@ -98,6 +148,7 @@ class Sessions:
                 connection_string=self.connection_string,
                 database_name=self.database_name,
                 collection_name=self.collection_name,
+                expire_after=self.expire_after,
                 maxPoolSize=50,
             )
 
@@ -119,74 +170,87 @@ class Sessions:
 
         return lifespan
 
-    def create_manager(self, session_id: str) -> MongoDBSessionManager:
-        """A manager for ``session_id`` (created in MongoDB if new); the caller closes it."""
+    @contextmanager
+    def manager(self, session_id: str, user_id: str) -> Iterator[MongoDBSessionManager]:
+        """A manager for ``user_id``'s session ``session_id`` (created if new), closed after the block.
+
+        Another user's session raises :class:`SessionNotFoundError`: the manager is scoped to ``user_id``.
+        """
         validate_session_id(session_id)
         self.requests = next(self._requests)
         if self.connection_mode == "factory":
-            return get_global_factory().create_session_manager(session_id)
-        return create_mongodb_session_manager(
-            session_id,
-            connection_string=self.connection_string,
-            database_name=self.database_name,
-            collection_name=self.collection_name,
-        )
+            with get_global_factory().create_session_manager(session_id, user_id=user_id) as manager:
+                yield manager
+            return
+        with (
+            self._new_client() as client,
+            create_mongodb_session_manager(
+                session_id,
+                client=client,
+                database_name=self.database_name,
+                collection_name=self.collection_name,
+                user_id=user_id,
+                expire_after=self.expire_after,
+            ) as manager,
+        ):
+            yield manager
 
     @contextmanager
-    def manager(self, session_id: str) -> Iterator[MongoDBSessionManager]:
-        """A manager for ``session_id`` (created in MongoDB if new), closed after the block."""
-        manager = self.create_manager(session_id)
-        try:
-            yield manager
-        finally:
-            manager.close()  # closes a client-per-request client; a no-op on the factory's shared pool
+    def repository(self, user_id: str) -> Iterator[MongoDBSessionRepository]:
+        """A repository scoped to ``user_id``, for the endpoints that must not create a session."""
+        self.requests = next(self._requests)
+        if self.connection_mode == "factory":
+            with get_global_factory().create_repository(user_id=user_id) as repository:
+                yield repository
+            return
+        with (
+            self._new_client() as client,
+            MongoDBSessionRepository(
+                client=client,
+                database_name=self.database_name,
+                collection_name=self.collection_name,
+                user_id=user_id,
+                expire_after=self.expire_after,
+            ) as repository,
+        ):
+            yield repository
 
-    def begin_turn(self, session_id: str) -> None:
-        """Claim the session for one turn, or raise :class:`SessionConflictError` (409) if one is running.
+    @contextmanager
+    def _new_client(self) -> Iterator[MongoClient[dict[str, Any]]]:
+        """Client-per-request mode: a client of this request's own (discovery, handshakes), closed after it."""
+        client: MongoClient[dict[str, Any]] = MongoClient(self.connection_string)
+        with self._clients_lock:
+            self.clients_opened += 1
+        try:
+            yield client
+        finally:
+            client.close()
+
+    @contextmanager
+    def claim(self, session_id: str, user_id: str) -> Iterator[None]:
+        """Hold ``user_id``'s session for one turn (or a deletion); :class:`SessionConflictError` (409) if held.
 
         A conversation has one writer at a time. The library detects overlapping writers across
         processes (the later message write fails with ``SessionConflictError``); within this process
         the overlap is refused up front, before anything is stored, instead of half-way through a turn.
+        Claims are per user, so another user's request learns nothing about this session.
         """
-        validate_session_id(session_id)
+        key = (user_id, validate_session_id(session_id))
         with self._turns_lock:
-            if session_id in self._running_turns:
+            if key in self._running_turns:
                 raise SessionConflictError(f"a turn is already running in session {session_id!r}")
-            self._running_turns.add(session_id)
-
-    def end_turn(self, session_id: str) -> None:
-        with self._turns_lock:
-            self._running_turns.discard(session_id)
+            self._running_turns.add(key)
+        try:
+            yield
+        finally:
+            with self._turns_lock:
+                self._running_turns.discard(key)
 
     @contextmanager
-    def turn(self, session_id: str) -> Iterator[MongoDBSessionManager]:
-        """One turn: the session claimed (see :meth:`begin_turn`) and a manager for it, both released after."""
-        self.begin_turn(session_id)
-        try:
-            with self.manager(session_id) as manager:
-                yield manager
-        finally:
-            self.end_turn(session_id)
-
-    @contextmanager
-    def repository(self) -> Iterator[MongoDBSessionRepository]:
-        """A repository for read and metadata endpoints: they must not create a session."""
-        self.requests = next(self._requests)
-        if self.connection_mode == "factory":
-            factory = get_global_factory()
-            repository = MongoDBSessionRepository(
-                client=factory.client, database_name=factory.database_name, collection_name=factory.collection_name
-            )
-        else:
-            repository = MongoDBSessionRepository(
-                connection_string=self.connection_string,
-                database_name=self.database_name,
-                collection_name=self.collection_name,
-            )
-        try:
-            yield repository
-        finally:
-            repository.close()
+    def turn(self, session_id: str, user_id: str) -> Iterator[MongoDBSessionManager]:
+        """One turn: the session claimed (see :meth:`claim`) and a manager for it, both released after."""
+        with self.claim(session_id, user_id), self.manager(session_id, user_id) as manager:
+            yield manager
 
     def new_agent(
         self, manager: MongoDBSessionManager, model: Model, callback_handler: Callable[..., Any] | None = None
@@ -197,11 +261,12 @@ class Sessions:
             agent_id=self.agent_id,
             session_manager=manager,
             system_prompt=SYSTEM_PROMPT,
+            tools=list(TOOLS),
             callback_handler=callback_handler,
         )
 
 
-# -- request and response bodies -------------------------------------------------------------------
+# -- request bodies ----------------------------------------------------------------------------------
 
 
 class ChatRequest(BaseModel):
@@ -212,124 +277,94 @@ class MetadataUpdate(BaseModel):
     metadata: dict[str, Any] = Field(description="fields to set; other stored fields are kept")
 
 
+class TitleUpdate(BaseModel):
+    title: str = Field(description="the session's new title (1 to 200 characters)")
+
+
+class ForkRequest(BaseModel):
+    up_to_message_id: int | None = Field(
+        default=None, ge=0, description="copy the messages 0..n of the conversation; omit to copy all of it"
+    )
+
+
 # -- error mapping --------------------------------------------------------------------------------
 
 
+def short(text: str, limit: int = MAX_DETAIL_CHARACTERS) -> str:
+    """``text``, cut to ``limit`` characters."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def error_status(error: BaseException) -> tuple[int, str]:
-    """The HTTP status and detail for an error raised while serving a request."""
-    if isinstance(error, InvalidIdentifierError):
-        return 422, str(error)
+    """The HTTP status and a short detail for an error raised while serving a request.
+
+    Strands wraps what fails inside its event loop (storing the answer, a tool cycle) in
+    ``EventLoopException``; the error it wraps decides the status.
+    """
+    while isinstance(error, EventLoopException):
+        error = error.original_exception
+    if isinstance(error, InvalidArgumentError):
+        return 422, short(str(error))
     if isinstance(error, SessionNotFoundError):
-        return 404, str(error)
+        return 404, short(str(error))
     if isinstance(error, SessionConflictError | StaleAgentError):
-        return 409, f"{error} (another turn of this session was running; nothing of this one was stored; retry)"
+        return 409, short(f"{error}. Another turn of this session got there first; reload the history and retry.")
     if isinstance(error, SessionTooLargeError):
-        return 413, str(error)
+        return 413, short(str(error))
     if isinstance(error, FactoryNotInitializedError | ConnectionFailure):
-        return 503, f"MongoDB unavailable: {error}"
+        return 503, short(f"MongoDB unavailable: {error}")
     if isinstance(error, PyMongoError):
-        return 502, f"MongoDB error: {error}"
+        return 502, short(f"MongoDB error: {error}")
     return 500, "internal error"
 
 
+def validation_detail(error: RequestValidationError) -> str:
+    """FastAPI's validation errors as one short line, without echoing the refused input."""
+    problems = error.errors()
+    if not problems:
+        return "invalid request"
+    first = problems[0]
+    where = ".".join(str(part) for part in first.get("loc", ()))
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    return short(f"{where}: {first.get('msg', 'invalid')}{more}")
+
+
 def install_error_handlers(app: FastAPI) -> None:
-    """Answer the library's and pymongo's errors with a status code instead of a 500."""
+    """Answer the library's, Strands' and pymongo's errors with a status code and a short detail, not a 500."""
 
     def handle(request: Request, error: Exception) -> JSONResponse:
         status, detail = error_status(error)
         return JSONResponse({"detail": detail}, status_code=status)
 
+    def invalid_request(request: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, RequestValidationError)
+        return JSONResponse({"detail": validation_detail(error)}, status_code=422)
+
     for error_type in (
-        InvalidIdentifierError,
+        InvalidArgumentError,
         SessionNotFoundError,
         SessionConflictError,
         StaleAgentError,
         SessionTooLargeError,
         FactoryNotInitializedError,
         PyMongoError,
+        EventLoopException,
     ):
         app.add_exception_handler(error_type, handle)
+    app.add_exception_handler(RequestValidationError, invalid_request)
 
 
-# -- turn metrics and history ---------------------------------------------------------------------
-
-
-def turn_metrics(agent: Agent, started: float, first_chunk: float | None = None) -> dict[str, Any]:
-    """This turn's model usage and latency.
-
-    The Agent is created for this request, so its accumulated event-loop metrics are exactly this
-    turn's (all model calls of it, tool cycles included). ``duration_ms`` is the server's wall time.
-    """
-    loop_metrics = agent.event_loop_metrics
-    usage = loop_metrics.accumulated_usage
-    figures: dict[str, Any] = {
-        "usage": {name: usage.get(name, 0) for name in ("inputTokens", "outputTokens", "totalTokens")},
-        "model_latency_ms": loop_metrics.accumulated_metrics.get("latencyMs", 0),
-        "cycles": loop_metrics.cycle_count,
-        "duration_ms": round((time.monotonic() - started) * 1000, 1),
-        "messages_in_session": len(agent.messages),
-    }
-    if first_chunk is not None:
-        figures["time_to_first_chunk_ms"] = round((first_chunk - started) * 1000, 1)
-    return figures
-
-
-def message_text(message: dict[str, Any]) -> str:
-    """The text of a stored message, with tool calls and results summarised."""
-    parts = []
-    for block in message.get("content", []):
-        if "text" in block:
-            parts.append(block["text"])
-        elif "toolUse" in block:
-            parts.append(f"[calls {block['toolUse'].get('name')}]")
-        elif "toolResult" in block:
-            parts.append("[tool result]")
-    return "\n".join(parts)
-
-
-def iso(value: Any) -> str | None:
-    return value.isoformat() if isinstance(value, datetime) else None
-
-
-def read_history(repository: MongoDBSessionRepository, session_id: str, agent_id: str) -> dict[str, Any]:
-    """Every stored message of the agent, oldest first, with the metrics stored on assistant messages."""
-    validate_session_id(session_id)
-    document = repository.collection.find_one(
-        {"_id": session_id}, {"created_at": 1, "updated_at": 1, f"agents.{agent_id}.messages": 1}
-    )
-    if document is None:
-        raise SessionNotFoundError(f"session {session_id!r} not found")
-    stored = (document.get("agents") or {}).get(agent_id, {}).get("messages", [])
-    messages = []
-    for entry in stored:
-        shown = entry.get("redact_message") or entry["message"]
-        item: dict[str, Any] = {
-            "message_id": entry["message_id"],
-            "role": shown["role"],
-            "text": message_text(shown),
-            "created_at": iso(entry.get("created_at")),
-        }
-        if "event_loop_metrics" in entry:
-            recorded = entry["event_loop_metrics"]
-            item["metrics"] = {"usage": recorded.get("usage", {}), "latency_ms": recorded.get("latencyMs")}
-        messages.append(item)
-    return {
-        "session_id": session_id,
-        "agent_id": agent_id,
-        "created_at": iso(document.get("created_at")),
-        "updated_at": iso(document.get("updated_at")),
-        "messages": messages,
-    }
+# -- statistics and listings ---------------------------------------------------------------------------
 
 
 def read_stats(repository: MongoDBSessionRepository, session_id: str) -> dict[str, Any]:
-    """Message counts, tokens and latency (summed in MongoDB) and the session's timestamps."""
+    """Message counts, tokens and latency (summed in MongoDB) and the timestamps of a session the caller can see."""
     summary = repository.get_metrics_summary(session_id)  # raises SessionNotFoundError
-    document = repository.collection.find_one({"_id": session_id}, {"created_at": 1, "updated_at": 1}) or {}
+    stored = stored_fields(repository, session_id, {"created_at": 1, "updated_at": 1})
     return {
         "session_id": session_id,
-        "created_at": iso(document.get("created_at")),
-        "updated_at": iso(document.get("updated_at")),
+        "created_at": iso(stored.get("created_at")),
+        "updated_at": iso(stored.get("updated_at")),
         "message_count": summary["totals"]["messages"],
         "model_calls": summary["totals"]["model_calls"],
         "tokens": summary["totals"]["tokens"],
@@ -338,11 +373,32 @@ def read_stats(repository: MongoDBSessionRepository, session_id: str) -> dict[st
     }
 
 
+def summary_json(summary: SessionSummary) -> dict[str, Any]:
+    """One session of a listing, as JSON."""
+    return {
+        "session_id": summary.session_id,
+        "title": summary.title,
+        "created_at": summary.created_at.isoformat(),
+        "updated_at": summary.updated_at.isoformat(),
+        "message_count": summary.message_count,
+        "metadata": jsonable_encoder(summary.metadata),
+    }
+
+
+def export_filename(session_id: str) -> str:
+    """A safe download file name for a session's export."""
+    return f"session-{re.sub(r'[^A-Za-z0-9._-]', '_', session_id)[:100]}.json"
+
+
+def new_session_id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex}"
+
+
 # -- the shared endpoints -------------------------------------------------------------------------
 
 
 def session_router(sessions: Sessions) -> APIRouter:
-    """History, metadata and statistics of a session, plus health and connection statistics."""
+    """The caller's sessions (list, title, delete, fork, export, history, metadata, statistics), health, stats."""
     router = APIRouter()
 
     @router.get("/health")
@@ -351,7 +407,7 @@ def session_router(sessions: Sessions) -> APIRouter:
 
     @router.get("/stats")
     def server_stats() -> dict[str, Any]:
-        """Connection figures: the shared pool's in factory mode."""
+        """Connection figures: the shared pool's in factory mode, the clients opened in client-per-request mode."""
         stats: dict[str, Any] = {
             "connection_mode": sessions.connection_mode,
             "requests": sessions.requests,
@@ -359,59 +415,105 @@ def session_router(sessions: Sessions) -> APIRouter:
         }
         if sessions.connection_mode == "factory":
             stats["factory"] = get_global_factory().get_connection_stats()
+        else:
+            stats["clients_opened"] = sessions.clients_opened
         return stats
 
+    @router.get("/sessions")
+    def list_sessions(
+        user: User,
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="sessions per page")] = 20,
+        cursor: Annotated[str | None, Query(max_length=2048, description="next_cursor of the previous page")] = None,
+    ) -> dict[str, Any]:
+        """The caller's sessions, most recently updated first; pass ``next_cursor`` back for the next page."""
+        with sessions.repository(user) as repository:
+            page = repository.list_sessions(limit=limit, cursor=cursor)
+        return {"sessions": [summary_json(summary) for summary in page.sessions], "next_cursor": page.next_cursor}
+
+    @router.patch("/sessions/{session_id}")
+    def rename(session_id: str, update: TitleUpdate, user: User) -> dict[str, Any]:
+        """Set the session's title."""
+        with sessions.repository(user) as repository:
+            repository.set_title(session_id, update.title)
+        return {"session_id": session_id, "title": update.title}
+
+    @router.delete("/sessions/{session_id}", status_code=204)
+    def delete(session_id: str, user: User) -> Response:
+        """Delete the session and everything stored for it (409 while one of its turns is running)."""
+        with sessions.claim(session_id, user), sessions.repository(user) as repository:
+            repository.delete_session(session_id)
+        return Response(status_code=204)
+
+    @router.post("/sessions/{session_id}/fork", status_code=201)
+    def fork(session_id: str, request: ForkRequest, user: User) -> dict[str, Any]:
+        """Copy the session (up to ``up_to_message_id`` of the conversation) into a new session of the caller's."""
+        validate_session_id(session_id)
+        fork_id = new_session_id("fork")
+        up_to = request.up_to_message_id
+        with sessions.repository(user) as repository:
+            repository.fork_session(
+                session_id, fork_id, up_to_message_id=up_to, agent_id=sessions.agent_id if up_to is not None else None
+            )
+        return {"session_id": fork_id, "forked_from": session_id, "up_to_message_id": up_to}
+
+    @router.get("/sessions/{session_id}/export")
+    def export(session_id: str, user: User) -> JSONResponse:
+        """Everything stored for the session, as a JSON download."""
+        with sessions.repository(user) as repository:
+            exported = repository.export_session(session_id)
+        disposition = f'attachment; filename="{export_filename(session_id)}"'
+        return JSONResponse(jsonable_encoder(exported), headers={"Content-Disposition": disposition})
+
     @router.get("/sessions/{session_id}/history")
-    def history(session_id: str) -> dict[str, Any]:
-        with sessions.repository() as repository:
+    def history(session_id: str, user: User) -> dict[str, Any]:
+        """Every message, oldest first; assistant messages carry their stored ``event_loop_metrics``."""
+        with sessions.repository(user) as repository:
             return read_history(repository, session_id, sessions.agent_id)
 
     @router.get("/sessions/{session_id}/metadata")
-    def get_metadata(session_id: str) -> dict[str, Any]:
-        with sessions.repository() as repository:
-            return {"session_id": session_id, "metadata": repository.get_metadata(session_id)}
+    def get_metadata(session_id: str, user: User) -> dict[str, Any]:
+        with sessions.repository(user) as repository:
+            return {"session_id": session_id, "metadata": jsonable_encoder(repository.get_metadata(session_id))}
 
     @router.put("/sessions/{session_id}/metadata")
-    def update_metadata(session_id: str, update: MetadataUpdate) -> dict[str, Any]:
+    def update_metadata(session_id: str, update: MetadataUpdate, user: User) -> dict[str, Any]:
         """Partial update: only the given fields change."""
-        with sessions.repository() as repository:
+        with sessions.repository(user) as repository:
             repository.update_metadata(session_id, update.metadata)
-            return {"session_id": session_id, "metadata": repository.get_metadata(session_id)}
+            return {"session_id": session_id, "metadata": jsonable_encoder(repository.get_metadata(session_id))}
 
     @router.delete("/sessions/{session_id}/metadata")
     def delete_metadata(
-        session_id: str, keys: Annotated[list[str], Query(min_length=1, description="fields to remove")]
+        session_id: str, user: User, keys: Annotated[list[str], Query(min_length=1, description="fields to remove")]
     ) -> dict[str, Any]:
-        with sessions.repository() as repository:
+        with sessions.repository(user) as repository:
             repository.delete_metadata(session_id, keys)
-            return {"session_id": session_id, "metadata": repository.get_metadata(session_id)}
+            return {"session_id": session_id, "metadata": jsonable_encoder(repository.get_metadata(session_id))}
 
     @router.get("/sessions/{session_id}/stats")
-    def session_stats(session_id: str) -> dict[str, Any]:
-        with sessions.repository() as repository:
+    def session_stats(session_id: str, user: User) -> dict[str, Any]:
+        with sessions.repository(user) as repository:
             return read_stats(repository, session_id)
 
     return router
 
 
-# -- the scripted model's answers and command-line options ----------------------------------------
+# -- command-line options -------------------------------------------------------------------------------
 
 
-def scripted_chat_responder(messages: Messages) -> Turn:
-    """What ScriptedModel answers in the chat examples: the prompt back, and how much history it was sent.
-
-    The count shows that the conversation was restored from MongoDB: each request builds a new Agent.
-    """
-    earlier = len(messages) - 1
-    return (
-        f'You said: "{last_user_text(messages)}". This answer is scripted (ScriptedModel, not an LLM; '
-        f"see --provider). With it the model received {earlier} earlier message{'s' if earlier != 1 else ''} "
-        "of this session, restored from MongoDB."
-    )
+def expire_after_seconds(value: str) -> float:
+    """``--expire-after``: a positive number of seconds."""
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {value!r}")
+    return seconds
 
 
 def add_server_arguments(parser: argparse.ArgumentParser, default_port: int) -> None:
-    """``--host``, ``--port`` and ``--connection-mode``."""
+    """``--host``, ``--port``, ``--connection-mode`` and ``--expire-after``."""
     group = parser.add_argument_group("server")
     group.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"), help="address to listen on")
     group.add_argument(
@@ -422,6 +524,13 @@ def add_server_arguments(parser: argparse.ArgumentParser, default_port: int) -> 
         choices=CONNECTION_MODES,
         default=os.environ.get("CONNECTION_MODE", "factory"),
         help="factory: one shared pool (default); client-per-request: a new MongoClient per request, for comparison",
+    )
+    group.add_argument(
+        "--expire-after",
+        type=expire_after_seconds,
+        metavar="SECONDS",
+        help="sessions expire this many seconds after their last write (MongoDB's TTL index removes them); "
+        "default: never",
     )
 
 

@@ -1,29 +1,41 @@
 """FastAPI chat service: one global session-manager factory, a new Agent per request that resumes the session.
 
 Shows the recommended web-app pattern: ``initialize_global_factory`` in the ``lifespan`` handler
-(one connection pool for the process), ``get_global_factory().create_session_manager(session_id)``
-per request, a new ``strands.Agent`` per request that picks up the stored conversation, and
-``close_global_factory`` at shutdown. pymongo is synchronous, so every endpoint is a plain ``def``
-that FastAPI runs in its threadpool: no MongoDB round trip blocks the event loop.
+(one connection pool for the process), ``get_global_factory().create_session_manager(session_id,
+user_id=user)`` per request, a new ``strands.Agent`` per request that picks up the stored
+conversation, and ``close_global_factory`` at shutdown. pymongo is synchronous, so every endpoint
+is a plain ``def`` that FastAPI runs in its threadpool: no MongoDB round trip blocks the event loop.
+
+Every session belongs to a user. The caller says who they are in the ``X-User-Id`` header: a
+stand-in for real authentication (``chat_api.current_user`` is the one function to replace). A
+request without it gets 401, and another user's session answers 404, as if it did not exist.
 
 Run it (offline by default: ScriptedModel and an embedded SecantusDB under ``.data/example_fastapi/``)::
 
     uv run python examples/example_fastapi.py                 # http://127.0.0.1:8000/docs
-    curl -X POST localhost:8000/sessions/demo/chat -H 'content-type: application/json' -d '{"message": "Hi"}'
-    curl localhost:8000/sessions/demo/history
-    curl -X PUT localhost:8000/sessions/demo/metadata -H 'content-type: application/json' \\
-         -d '{"metadata": {"priority": "high"}}'
-    curl localhost:8000/sessions/demo/stats
+    curl -X POST localhost:8000/sessions/demo/chat -H 'X-User-Id: ana' -H 'content-type: application/json' \\
+         -d '{"message": "Hi"}'
+    curl localhost:8000/sessions -H 'X-User-Id: ana'          # ana's sessions, newest first
+    curl localhost:8000/sessions/demo/history -H 'X-User-Id: ana'
+    curl -X PATCH localhost:8000/sessions/demo -H 'X-User-Id: ana' -H 'content-type: application/json' \\
+         -d '{"title": "Greetings"}'
+    curl localhost:8000/sessions/demo/history -H 'X-User-Id: bob'   # 404: not bob's
 
-Endpoints: ``POST /sessions/{id}/chat``, ``GET /sessions/{id}/history``, ``GET|PUT|DELETE
-/sessions/{id}/metadata`` (PUT is a partial update, DELETE takes ``?keys=a&keys=b``),
-``GET /sessions/{id}/stats``, ``GET /stats`` (connection pool) and ``GET /health``.
-Errors: 422 for an invalid session id or body, 404 for an unknown session, 409 when a turn is sent
-to a session that is still answering the previous one, 503 when MongoDB is unreachable.
+Endpoints: ``POST /sessions/{id}/chat``; ``GET /sessions?limit=&cursor=`` (the caller's sessions,
+newest first; pass ``next_cursor`` back for the next page); ``PATCH /sessions/{id}`` (the title);
+``DELETE /sessions/{id}``; ``POST /sessions/{id}/fork`` with ``{"up_to_message_id": n}`` (returns
+the new session's id); ``GET /sessions/{id}/export`` (a JSON download); ``GET /sessions/{id}/history``;
+``GET|PUT|DELETE /sessions/{id}/metadata`` (PUT is a partial update, DELETE takes ``?keys=a&keys=b``);
+``GET /sessions/{id}/stats``; ``GET /stats`` (connections) and ``GET /health``.
+Errors: 401 without ``X-User-Id``; 422 (with a short message) for an invalid id, user, title,
+cursor or body; 404 for a session the caller cannot see; 409 when a turn is sent to a session that
+is still answering the previous one; 503 when MongoDB is unreachable.
 
-``--connection-mode client-per-request`` opens (and closes) a new ``MongoClient`` for every request
-instead: the anti-pattern the factory avoids, kept to compare the two in benchmarks. Set
-``MONGODB_URI`` (or ``--uri``) to use your own MongoDB and ``--provider`` for a real model.
+``--expire-after SECONDS`` makes sessions expire that long after their last write (a TTL index
+removes them). ``--connection-mode client-per-request`` opens (and closes) a new ``MongoClient``
+for every request instead of sharing the pool: the anti-pattern the factory avoids, kept to compare
+the two in benchmarks. Set ``MONGODB_URI`` (or ``--uri``) to use your own MongoDB and
+``--provider`` for a real model.
 """
 
 import argparse
@@ -35,18 +47,19 @@ import uvicorn
 from fastapi import FastAPI
 
 import failures
+from chat_agent import scripted_chat_responder
 from chat_api import (
     ChatRequest,
     ConnectionMode,
     ModelFactory,
     Sessions,
+    User,
     add_server_arguments,
     connection_mode,
     install_error_handlers,
-    scripted_chat_responder,
     session_router,
-    turn_metrics,
 )
+from chat_messages import next_message_id, turn_metrics
 from local_mongodb import add_mongodb_arguments, mongodb_uri
 from model_provider import add_model_arguments, build_model
 
@@ -57,21 +70,31 @@ def create_app(
     model_factory: ModelFactory,
     connection_mode: ConnectionMode = "factory",
     collection_name: str = "sessions",
+    expire_after: float | None = None,
 ) -> FastAPI:
-    """The chat app; ``model_factory`` gives the model of each request's Agent."""
-    sessions = Sessions(connection_string, database_name, collection_name, connection_mode)
+    """The chat app; ``model_factory`` gives the model of each request's Agent.
+
+    ``expire_after``: seconds after its last write that a session expires (None: never).
+    """
+    sessions = Sessions(connection_string, database_name, collection_name, connection_mode, expire_after=expire_after)
     app = FastAPI(title="mongodb-session-manager chat", lifespan=sessions.lifespan())
     install_error_handlers(app)
     app.include_router(session_router(sessions))
 
     @app.post("/sessions/{session_id}/chat")
-    def chat(session_id: str, request: ChatRequest) -> dict[str, Any]:
-        """One turn: a new Agent resumes the session from MongoDB, answers, and stores both messages."""
+    def chat(session_id: str, request: ChatRequest, user: User) -> dict[str, Any]:
+        """One turn: a new Agent resumes the caller's session from MongoDB, answers, and stores the messages."""
         started = time.monotonic()
-        with sessions.turn(session_id) as manager:
+        with sessions.turn(session_id, user) as manager:
             agent = sessions.new_agent(manager, model_factory())
+            user_message_id = next_message_id(agent)
             result = agent(request.message)
-        return {"session_id": session_id, "answer": str(result).strip(), "metrics": turn_metrics(agent, started)}
+        return {
+            "session_id": session_id,
+            "user_message_id": user_message_id,
+            "answer": str(result).strip(),
+            "metrics": turn_metrics(agent, started),
+        }
 
     return app
 
@@ -86,8 +109,11 @@ def main() -> None:
 
     model = build_model(args.provider, fallback=scripted_chat_responder)
     with mongodb_uri(args) as uri:
-        app = create_app(uri, args.database, lambda: model, connection_mode(args.connection_mode))
-        print(f"Connection mode: {args.connection_mode}. API docs: http://{args.host}:{args.port}/docs")
+        app = create_app(
+            uri, args.database, lambda: model, connection_mode(args.connection_mode), expire_after=args.expire_after
+        )
+        expiry = f"sessions expire {args.expire_after:g} s after their last write" if args.expire_after else "no expiry"
+        print(f"Connection mode: {args.connection_mode}; {expiry}. API docs: http://{args.host}:{args.port}/docs")
         uvicorn.run(app, host=args.host, port=args.port)
 
 

@@ -5,22 +5,32 @@ request builds a new ``strands.Agent`` that resumes the session from MongoDB; th
 as it is generated, and the last event carries the turn's metrics.
 
     uv run python examples/example_fastapi_streaming.py          # http://127.0.0.1:8880/docs
-    curl -N -X POST localhost:8880/sessions/demo/chat/stream \\
+    curl -N -X POST localhost:8880/sessions/demo/chat/stream -H 'X-User-Id: ana' \\
          -H 'content-type: application/json' -d '{"message": "Hello there"}'
+
+The caller names their user in the ``X-User-Id`` header (a stand-in for real authentication, see
+``chat_api.current_user``); every session belongs to one user, and another user's session is 404.
 
 The stream (``text/event-stream``)::
 
     event: start
-    data: {"session_id": "demo", "restored_messages": 2}
+    data: {"session_id": "demo", "restored_messages": 2, "user_message_id": 2}
 
     event: chunk
     data: {"text": "You "}                 # ... one event per text chunk
 
+    event: tool_use                        # when the model calls a tool, and then its result:
+    data: {"type": "tool_use", "tool_use_id": "t1", "name": "count_characters", "input": {"text": "hi"}}
+
+    event: tool_result
+    data: {"type": "tool_result", "tool_use_id": "t1", "status": "success", "text": "2 characters, ..."}
+
     event: done
     data: {"metrics": {"usage": {"inputTokens": 30, ...}, "model_latency_ms": 100, "duration_ms": 1830.2, ...}}
 
-A failure after the stream started arrives as ``event: error`` with ``{"status", "detail"}``;
-failures before it (invalid session id, MongoDB unreachable) are plain HTTP errors.
+A failure after the stream started arrives as ``event: error`` with ``{"status", "detail"}`` (the
+user message is stored by then; the answer is not); failures before it (no user, invalid session
+id, another user's session, MongoDB unreachable) are plain HTTP errors and store nothing.
 
 Keeping the event loop free. Strands calls the session manager from its hooks, inline, and pymongo
 is synchronous: under ``agent.stream_async(...)`` in an ``async`` endpoint every message write would
@@ -34,11 +44,14 @@ answer is still being generated gets 409 before anything is stored (across proce
 own ``SessionConflictError`` guards the same rule).
 
 Other endpoints (shared with ``example_fastapi.py``, all sync ``def``, run in FastAPI's threadpool):
-``GET /sessions/{id}/history``, ``GET|PUT|DELETE /sessions/{id}/metadata`` (PUT partial,
-DELETE ``?keys=a&keys=b``), ``GET /sessions/{id}/stats``, ``GET /stats``, ``GET /health``.
+``GET /sessions?limit=&cursor=``, ``PATCH|DELETE /sessions/{id}``, ``POST /sessions/{id}/fork``,
+``GET /sessions/{id}/export``, ``GET /sessions/{id}/history``, ``GET|PUT|DELETE
+/sessions/{id}/metadata`` (PUT partial, DELETE ``?keys=a&keys=b``), ``GET /sessions/{id}/stats``,
+``GET /stats``, ``GET /health``.
 
 CORS allows the playground's origins (``http://localhost:8881``, ``http://127.0.0.1:8881``) by
 default; set others with ``--allowed-origins`` or ``$CHAT_ALLOWED_ORIGINS`` (comma separated).
+``--expire-after SECONDS`` makes sessions expire that long after their last write.
 ``--connection-mode client-per-request`` is the per-request ``MongoClient`` anti-pattern, for comparison.
 Offline by default: ScriptedModel (words arrive ``--word-delay-ms`` apart, so streaming is visible)
 and an embedded SecantusDB under ``.data/example_fastapi_streaming/``.
@@ -52,6 +65,7 @@ import os
 import time
 from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from typing import Any
 
 import uvicorn
@@ -61,23 +75,24 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from strands import Agent
 
-from mongodb_session_manager import MongoDBSessionManager
 from mongodb_session_manager.validation import validate_session_id
 
 import failures
+from chat_agent import scripted_chat_responder
 from chat_api import (
+    USER_HEADER,
     ChatRequest,
     ConnectionMode,
     ModelFactory,
     Sessions,
+    User,
     add_server_arguments,
     connection_mode,
     error_status,
     install_error_handlers,
-    scripted_chat_responder,
     session_router,
-    turn_metrics,
 )
+from chat_messages import next_message_id, tool_events, turn_metrics
 from local_mongodb import add_mongodb_arguments, mongodb_uri
 from model_provider import add_model_arguments, build_model
 
@@ -100,41 +115,42 @@ def create_app(
     collection_name: str = "sessions",
     allowed_origins: Sequence[str] = PLAYGROUND_ORIGINS,
     max_concurrent_turns: int = MAX_CONCURRENT_TURNS,
+    expire_after: float | None = None,
 ) -> FastAPI:
     """The streaming chat app; ``allowed_origins`` are the browser origins CORS lets in.
 
     Turns run in a pool of ``max_concurrent_turns`` threads of their own (a turn holds its thread
     for the whole answer, so asyncio's small default pool would queue turns behind each other).
+    ``expire_after``: seconds after its last write that a session expires (None: never).
     """
-    sessions = Sessions(connection_string, database_name, collection_name, connection_mode)
+    sessions = Sessions(connection_string, database_name, collection_name, connection_mode, expire_after=expire_after)
     turn_threads = ThreadPoolExecutor(max_workers=max_concurrent_turns, thread_name_prefix="chat-turn")
     app = FastAPI(title="mongodb-session-manager streaming chat", lifespan=sessions.lifespan())
     app.add_middleware(
         CORSMiddleware,
         allow_origins=list(allowed_origins),
         allow_credentials=False,
-        allow_methods=["GET", "POST", "PUT", "DELETE"],
-        allow_headers=["Content-Type"],
+        allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+        allow_headers=["Content-Type", USER_HEADER],
+        expose_headers=["Content-Disposition"],
     )
     install_error_handlers(app)
     app.include_router(session_router(sessions))
 
-    def start_turn(session_id: str) -> tuple[MongoDBSessionManager, Agent]:
-        """In a worker thread: claim the session, open a manager (reads or creates it), build an Agent resuming it."""
-        sessions.begin_turn(session_id)  # 409 if a turn is still running in this session
+    def start_turn(session_id: str, user: str) -> tuple[ExitStack, Agent]:
+        """In a worker thread: claim the session, open a manager (reads or creates it), build an Agent resuming it.
+
+        The returned stack releases the manager and the claim; :func:`run_turn` closes it when the turn ends.
+        """
+        turn = ExitStack()
         try:
-            manager = sessions.create_manager(session_id)
+            manager = turn.enter_context(sessions.turn(session_id, user))  # 409 if a turn is still running
+            return turn, sessions.new_agent(manager, model_factory())
         except BaseException:
-            sessions.end_turn(session_id)
-            raise
-        try:
-            return manager, sessions.new_agent(manager, model_factory())
-        except BaseException:
-            manager.close()
-            sessions.end_turn(session_id)
+            turn.close()
             raise
 
-    def run_turn(manager: MongoDBSessionManager, agent: Agent, prompt: str, started: float, emit: Any) -> None:
+    def run_turn(turn: ExitStack, agent: Agent, prompt: str, started: float, emit: Any) -> None:
         """In a worker thread: stream the answer on this thread's own event loop, emitting events."""
         first_chunk: float | None = None
 
@@ -145,36 +161,43 @@ def create_app(
                     if first_chunk is None:
                         first_chunk = time.monotonic()
                     emit(("chunk", {"text": text}))
+                elif message := event.get("message"):
+                    for tool_event in tool_events(message):
+                        emit(tool_event)
 
         try:
             asyncio.run(stream())
             emit(("done", {"metrics": turn_metrics(agent, started, first_chunk)}))
         except Exception as error:
-            logging.getLogger(__name__).exception("turn failed in session %r", manager.session_id)
+            logging.getLogger(__name__).exception("a turn failed")
             status, detail = error_status(error)
             emit(("error", {"status": status, "detail": detail}))
         finally:
-            manager.close()
-            sessions.end_turn(manager.session_id)
+            turn.close()
             emit(None)
 
     @app.post("/sessions/{session_id}/chat/stream")
-    async def chat_stream(session_id: str, request: ChatRequest) -> StreamingResponse:
-        """One turn, streamed as server-sent events: ``start``, ``chunk``..., then ``done`` or ``error``."""
+    async def chat_stream(session_id: str, request: ChatRequest, user: User) -> StreamingResponse:
+        """One turn, streamed as server-sent events: ``start``, ``chunk``/``tool_use``/``tool_result``..., then
+        ``done`` or ``error``."""
         started = time.monotonic()
         validate_session_id(session_id)
-        manager, agent = await run_in_threadpool(start_turn, session_id)
+        turn, agent = await run_in_threadpool(start_turn, session_id, user)
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Event | None] = asyncio.Queue()
 
         def emit(item: Event | None) -> None:
             loop.call_soon_threadsafe(queue.put_nowait, item)
 
-        restored = len(agent.messages)
-        worker = loop.run_in_executor(turn_threads, run_turn, manager, agent, request.message, started, emit)
+        opening = {
+            "session_id": session_id,
+            "restored_messages": len(agent.messages),
+            "user_message_id": next_message_id(agent),
+        }
+        worker = loop.run_in_executor(turn_threads, run_turn, turn, agent, request.message, started, emit)
 
         async def events() -> AsyncIterator[str]:
-            yield sse("start", {"session_id": session_id, "restored_messages": restored})
+            yield sse("start", opening)
             while (item := await queue.get()) is not None:
                 yield sse(*item)
             await worker
@@ -206,9 +229,15 @@ def main() -> None:
     model = build_model(args.provider, fallback=scripted_chat_responder, word_delay_ms=args.word_delay_ms)
     with mongodb_uri(args) as uri:
         app = create_app(
-            uri, args.database, lambda: model, connection_mode(args.connection_mode), allowed_origins=origins
+            uri,
+            args.database,
+            lambda: model,
+            connection_mode(args.connection_mode),
+            allowed_origins=origins,
+            expire_after=args.expire_after,
         )
-        print(f"Connection mode: {args.connection_mode}. CORS origins: {', '.join(origins)}")
+        expiry = f"sessions expire {args.expire_after:g} s after their last write" if args.expire_after else "no expiry"
+        print(f"Connection mode: {args.connection_mode}; {expiry}. CORS origins: {', '.join(origins)}")
         print(f"API docs: http://{args.host}:{args.port}/docs")
         uvicorn.run(app, host=args.host, port=args.port)
 
