@@ -6,6 +6,7 @@ Every test runs once per layout (the ``layout`` fixture) and looks its budget up
 """
 
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import bson
@@ -148,6 +149,46 @@ def test_plain_turn(counting_client: Counting, layout_manager_on: Any, layout: s
     assert counter.names() == EXPECTED[layout]["plain turn"]
 
 
+OPTIONS: dict[str, dict[str, Any]] = {
+    "no options": {},
+    "owners": {"user_id": "alice", "application_name": "chat"},
+    "expiry": {"expire_after": 3600},
+    "owners and expiry": {"user_id": "alice", "application_name": "chat", "expire_after": timedelta(days=30)},
+}
+
+
+@pytest.mark.parametrize("options", list(OPTIONS))
+def test_owners_titles_and_expiry_add_no_command(
+    counting_client: Counting, database_name: str, layout: str, mongo_db: Db, options: str
+) -> None:
+    """Creation, a plain turn and a request per turn cost the same whatever the options and the title."""
+    client, counter = counting_client
+    MongoDBSessionRepository(client=client, database_name=database_name, layout=layout)  # indexes
+
+    def manager() -> MongoDBSessionManager:
+        return MongoDBSessionManager(
+            "s1", client=client, database_name=database_name, layout=layout, **OPTIONS[options]
+        )
+
+    counter.reset()
+    agent = Agent(model=ScriptedModel(["one", "two"]), session_manager=manager(), callback_handler=None)
+    assert counter.names() == EXPECTED[layout]["new session"]
+    agent("first")  # its text becomes the session's title, in the turn's own writes
+    manager().repository.set_title("s1", "Given")
+    counter.reset()
+    agent("second")
+    assert counter.names() == EXPECTED[layout]["plain turn"]
+    counter.reset()
+    Agent(model=ScriptedModel(["three"]), session_manager=manager(), callback_handler=None)("third")
+    assert counter.names() == EXPECTED[layout]["request per turn"]
+
+    document = mongo_db[SESSIONS].find_one({"_id": "s1"})
+    assert document is not None
+    assert (document["title"], document["first_prompt"]["text"]) == ("Given", "first")
+    assert ("expires_at" in document) == ("expire_after" in OPTIONS[options])
+    assert document.get("user_id") == OPTIONS[options].get("user_id")
+
+
 def test_request_per_turn_resumes_then_writes_only_messages(
     counting_client: Counting, layout_manager_on: Any, layout: str
 ) -> None:
@@ -202,7 +243,7 @@ def store_history(database: Db, layout: str, message_ids: range) -> None:
     session = database[SESSIONS].find_one({"_id": "s1"})
     assert session is not None
     database[MESSAGES].insert_many(
-        [split_message_document("s1", "default", session["generation"], entry) for entry in entries]
+        [split_message_document("s1", "default", session["generation"], entry, {}) for entry in entries]
     )
 
 

@@ -452,7 +452,9 @@ def test_split_delete_of_an_embedded_session_changes_nothing(
     # an interrupted migration copied the messages but has not switched the session yet
     document = mongo_db[SESSIONS].find_one({"_id": "s1"})
     assert document is not None
-    migration._copy_agent(mongo_db[MESSAGES], "s1", "default", document["generation"], document["agents"]["default"])
+    migration._copy_agent(
+        mongo_db[MESSAGES], "s1", "default", document["generation"], document["agents"]["default"], {}
+    )
     before = everything(mongo_db)
     assert len(before[MESSAGES]) == 4
 

@@ -1,4 +1,4 @@
-"""Command line: ``python -m mongodb_session_manager migrate --from embedded --to split ...`` and ``cleanup``."""
+"""Command line: ``python -m mongodb_session_manager migrate|cleanup|erase|export|import`` (see ``--help``)."""
 
 import argparse
 import logging
@@ -7,6 +7,7 @@ import sys
 
 from pymongo.errors import PyMongoError
 
+from . import _lifecycle_cli
 from ._client import create_client
 from ._progress import ProgressBar
 from ._schema import default_messages_collection_name
@@ -44,6 +45,7 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="delete even when no session owns any stored message (refused otherwise: usually a wrong --collection)",
     )
+    _lifecycle_cli.add_commands(commands)
     return parser
 
 
@@ -57,6 +59,8 @@ def _add_location_arguments(command: argparse.ArgumentParser) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; the exit status is 0 when the command did all it was asked to."""
     args = _parser().parse_args(argv)
+    if args.command in _lifecycle_cli.COMMANDS:
+        return _lifecycle_cli.run(args)
     if not args.uri:
         print("error: pass --uri or set MONGODB_URI", file=sys.stderr)
         return 2

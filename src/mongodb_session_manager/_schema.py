@@ -35,6 +35,13 @@ EXPIRE_AFTER_FIELD = "expire_after_seconds"
 """How long after its last write the session expires, set when it is created (absent: never)."""
 FORKED_FROM_FIELD = "forked_from"
 """``{session_id, agent_id, up_to_message_id, at}`` of the session this one was forked from."""
+PENDING_FIELD = "pending"
+"""Set while an imported or forked split-layout session's messages are written: until it is removed, the
+session is absent (like an expired one), so no reader ever sees it half-written."""
+OWNER_FIELDS = (USER_ID_FIELD, APPLICATION_FIELD)
+"""The owner fields: on a session document, and copied onto each of its split-layout messages."""
+SPLIT_MESSAGE_KEYS = ("session_id", "agent_id", GENERATION_FIELD, *OWNER_FIELDS)
+"""What a split-layout message document has besides the entry the embedded layout would store."""
 
 
 def owner_fields(user_id: str | None, application_name: str | None) -> Document:
@@ -107,6 +114,17 @@ def messages_from(session_id: Any, agent_id: str, offset: int, generation: Any) 
     }
 
 
-def split_message_document(session_id: Any, agent_id: str, generation: Any, entry: Mapping[str, Any]) -> Document:
-    """A split-layout message document: its key and generation, then the entry the embedded layout would store."""
-    return {"session_id": session_id, "agent_id": agent_id, GENERATION_FIELD: generation, **entry}
+def split_message_document(
+    session_id: Any, agent_id: str, generation: Any, entry: Mapping[str, Any], owner: Mapping[str, Any]
+) -> Document:
+    """A split-layout message document: its key, generation and the session's ``owner`` fields, then the entry.
+
+    The entry is what the embedded layout would store. The owner fields let a user's messages be
+    found without their session documents (``delete_sessions`` sweeps what a killed run left).
+    """
+    return {"session_id": session_id, "agent_id": agent_id, GENERATION_FIELD: generation, **owner, **entry}
+
+
+def owner_of(document: Mapping[str, Any]) -> Document:
+    """The owner fields of a stored session document (empty when it has no owner)."""
+    return {name: document[name] for name in OWNER_FIELDS if document.get(name) is not None}

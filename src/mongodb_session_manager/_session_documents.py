@@ -28,12 +28,15 @@ from ._schema import (
     FIRST_PROMPT_FIELD,
     GENERATION_FIELD,
     LAYOUT_FIELD,
+    OWNER_FIELDS,
+    PENDING_FIELD,
     REVISION_FIELD,
     Document,
     Layout,
     agent_path,
     layout_condition,
     multi_agent_path,
+    owner_of,
     stored_layout,
 )
 from .errors import LayoutMismatchError, SessionConflictError, SessionNotFoundError, SessionTooLargeError
@@ -46,8 +49,16 @@ WARN_DOCUMENT_BYTES = 8 * 1024 * 1024
 """Past this size every write logs a warning: the session is half-way to the limit."""
 WRITE_HEADROOM_BYTES = 1024
 """Room kept for what a write adds besides its payload (array index keys, timestamps)."""
-_WRITTEN = {"_id": 0, "size": {"$bsonSize": "$$ROOT"}, GENERATION_FIELD: 1, EXPIRE_AFTER_FIELD: 1}
-"""Projection of a write's reply: the new document size, its generation and expiry."""
+_WRITTEN = {
+    "_id": 0,
+    "size": {"$bsonSize": "$$ROOT"},
+    GENERATION_FIELD: 1,
+    EXPIRE_AFTER_FIELD: 1,
+    **dict.fromkeys(OWNER_FIELDS, 1),
+}
+"""Projection of a write's reply: the new document size, its generation, expiry and owner."""
+LEARNT = {EXPIRE_AFTER_FIELD: 1, **dict.fromkeys(OWNER_FIELDS, 1)}
+"""Projection of what :meth:`SessionDocuments.remember` learns from a document read."""
 
 
 class Generations(Protocol):
@@ -61,8 +72,12 @@ class Generations(Protocol):
 
 
 def live() -> Document:
-    """A filter clause matching the sessions that have not expired (MongoDB's TTL monitor runs only every minute)."""
-    return {EXPIRES_AT_FIELD: {"$not": {"$lte": now()}}}
+    """A filter clause matching the sessions that exist for readers and writers.
+
+    Not expired (MongoDB's TTL monitor runs only every minute), and not still being written by an
+    import or a fork (``pending``).
+    """
+    return {EXPIRES_AT_FIELD: {"$not": {"$lte": now()}}, PENDING_FIELD: {"$exists": False}}
 
 
 @dataclass(frozen=True)
@@ -128,6 +143,13 @@ class Expect:
         return _OTHER_REASON
 
 
+def _keep(memory: dict[str, Any], session_id: str, value: Any) -> None:
+    """Record ``value`` for ``session_id`` in a memory bounded like :class:`KnownSessions` (oldest forgotten)."""
+    memory[session_id] = value
+    while len(memory) > SESSIONS_KEPT:
+        del memory[next(iter(memory))]
+
+
 _OTHER_REASON = Exception("the document is too large, or changed")
 
 
@@ -150,6 +172,7 @@ class SessionDocuments:
     ``scope`` (owner fields) rides in the filter of every command: a session outside it, like an
     expired one, is found nowhere. ``expire_after`` (seconds) moves ``expires_at`` on every write;
     without it, writes keep the session's own ``expire_after_seconds`` (learnt when it is read).
+    A session's owner is learnt the same way, so that split-layout messages carry it (:meth:`owner`).
     """
 
     def __init__(
@@ -163,6 +186,7 @@ class SessionDocuments:
         self.known = KnownSessions()
         self._layout_condition = layout_condition(layout)
         self._expire_after_of: dict[str, float] = {}
+        self._owner_of: dict[str, Document] = {}
 
     def where(self, session_id: str) -> Document:
         """A filter for the live session ``session_id`` within this repository's scope."""
@@ -173,13 +197,18 @@ class SessionDocuments:
         seconds = self.expire_after if self.expire_after is not None else self._expire_after_of.get(session_id)
         return {EXPIRES_AT_FIELD: now() + timedelta(seconds=seconds)} if seconds is not None else {}
 
-    def remember_expiry(self, session_id: str, document: Document) -> None:
-        """Keep the session's own ``expire_after_seconds`` from a document just read or written."""
+    def remember(self, session_id: str, document: Document) -> None:
+        """Keep the session's own ``expire_after_seconds`` and owner from a document just read or written."""
         seconds = document.get(EXPIRE_AFTER_FIELD)
         if isinstance(seconds, int | float) and not isinstance(seconds, bool):
-            self._expire_after_of[session_id] = float(seconds)
-            while len(self._expire_after_of) > SESSIONS_KEPT:
-                del self._expire_after_of[next(iter(self._expire_after_of))]
+            _keep(self._expire_after_of, session_id, float(seconds))
+        owner = owner_of(document)
+        if owner:  # owners never change: a document read without them (projected away) teaches nothing
+            _keep(self._owner_of, session_id, owner)
+
+    def owner(self, session_id: str) -> Document:
+        """The session's owner fields, as far as known: learnt from its document, else this repository's scope."""
+        return {**self.scope, **self._owner_of.get(session_id, {})}
 
     # Generations
 
@@ -233,7 +262,7 @@ class SessionDocuments:
 
         ``document`` holds the fields to insert besides the scope's, which come from the filter.
         """
-        read_back = {GENERATION_FIELD: 1, LAYOUT_FIELD: 1, EXPIRE_AFTER_FIELD: 1}
+        read_back = {GENERATION_FIELD: 1, LAYOUT_FIELD: 1, **LEARNT}
 
         def upsert() -> Document | None:
             try:
@@ -251,7 +280,7 @@ class SessionDocuments:
         for _ in range(3):
             stored = upsert()
             if stored is not None:
-                self.remember_expiry(session_id, stored)
+                self.remember(session_id, stored)
                 self.observe(session_id, stored_layout(stored), stored.get(GENERATION_FIELD))
                 return
             # The id is taken: by a concurrent creation (found by the next attempt, SecantusDB may
@@ -312,7 +341,7 @@ class SessionDocuments:
             size = len(bson.encode(result))
         agent_ids = [expect.agent_id] if expect.agent_id is not None else []
         self.learn(session_id, result.get(GENERATION_FIELD), agent_ids)
-        self.remember_expiry(session_id, result)
+        self.remember(session_id, result)
         if size > WARN_DOCUMENT_BYTES:
             logger.warning(
                 "session_id=<%s> | document is %d bytes, past %d of MongoDB's %d-byte limit",
@@ -371,8 +400,8 @@ class SessionDocuments:
         """Read the live session document in scope (``projection`` as in ``find_one``); ``checked``: as expected."""
         query = self.matching(session_id) if checked else self.where(session_id)
         document: Document | None = self.collection.find_one(query, projection)
-        if document is not None and (projection is None or EXPIRE_AFTER_FIELD in projection):
-            self.remember_expiry(session_id, document)
+        if document is not None:
+            self.remember(session_id, document)
         return document
 
     def aggregate(self, session_id: str, stages: list[Document], *, checked: bool = False) -> list[Document]:
@@ -395,7 +424,8 @@ class SessionDocuments:
         known, generation = self.expected_generation(session_id, agent_id)
         if known:
             return generation
-        document = self.read_checked(session_id, {f"{agent_path(agent_id)}.agent_id": 1})
+        document = self.read_checked(session_id, {f"{agent_path(agent_id)}.agent_id": 1, **LEARNT})
+        self.remember(session_id, document)
         if agent_id not in (document.get("agents") or {}):
             raise SessionNotFoundError(f"agent {agent_id!r} not found in session {session_id!r}")
         self.learn(session_id, document.get(GENERATION_FIELD), [agent_id])

@@ -12,6 +12,11 @@ generation. A session deleted while another process was still appending to it, t
 again under the same id, therefore never shows the old messages: they are invisible, and one that
 holds a ``message_id`` the new session needs is removed when the new message is written.
 
+Each message also carries its session's owner fields (``user_id``, ``application_name``), when the
+writer knows them (always for a scoped repository; otherwise learnt from the session document with
+no extra command), so that ``delete_sessions`` can sweep a user's messages whatever happened to
+their session documents.
+
 Messages carry no back-reference the server could check on insert. So that a writer learns that
 its session is gone, the message that opens a turn (a user message that is not a tool result) is
 followed by one conditional write to the session document: it moves ``updated_at`` and succeeds
@@ -43,7 +48,9 @@ from ._documents import now, removed_message_count
 from ._indexes import ensure_indexes
 from ._schema import (
     GENERATION_FIELD,
+    SPLIT_MESSAGE_KEYS,
     UPDATED_AT_FIELD,
+    USER_ID_FIELD,
     Document,
     message_key,
     message_owner,
@@ -61,13 +68,16 @@ MESSAGE_INDEXES = (
         name="session_agent_message_unique",
         unique=True,
     ),
+    # a user's messages, for delete_sessions' final sweep; only messages of owned sessions have the
+    # field. Sparse rather than partial: equivalent for one field, and SecantusDB's planner uses it.
+    IndexModel([(USER_ID_FIELD, ASCENDING)], name="user_id_sparse", sparse=True),
 )
 DOCUMENT_TOO_LARGE_CODES = frozenset({10334, 17419})
 """Server error codes for a document that would pass the BSON size limit."""
 ONE_BATCH = 2**31 - 1
 """A ``batchSize`` asking for every result in the first reply (the server still caps it at 16 MiB)."""
-_STORED_MESSAGE = {"_id": 0, "session_id": 0, GENERATION_FIELD: 0}
-"""Projection: a stored message as the repository converts it (``agent_id`` is kept for grouping)."""
+STORED_MESSAGE = {"_id": 0, **{key: 0 for key in SPLIT_MESSAGE_KEYS if key != "agent_id"}}
+"""Projection: a stored message as the embedded layout stores it, plus ``agent_id`` (kept for grouping)."""
 
 
 class SplitLayout:
@@ -85,7 +95,7 @@ class SplitLayout:
     ) -> None:
         """One insert; when it opens a turn, followed by the session-document write that checks the session."""
         generation = self._sessions.generation_for(session_id, agent_id)
-        document = split_message_document(session_id, agent_id, generation, entry)
+        document = split_message_document(session_id, agent_id, generation, entry, self._sessions.owner(session_id))
         if not self._insert(session_id, document) and not (
             self._remove_left_behind(session_id, agent_id, message_id, generation)
             and self._insert(session_id, document)
@@ -130,7 +140,7 @@ class SplitLayout:
         except SessionNotFoundError:
             return None
         found: Document | None = self._messages.find_one(
-            message_key(session_id, agent_id, message_id, generation), _STORED_MESSAGE
+            message_key(session_id, agent_id, message_id, generation), STORED_MESSAGE
         )
         return found
 
@@ -140,9 +150,9 @@ class SplitLayout:
         generation = self._sessions.generation_for(session_id, agent_id)
         query = messages_from(session_id, agent_id, offset, generation)
         if limit is None:
-            found = sorted(self._messages.find(query, _STORED_MESSAGE, batch_size=ONE_BATCH), key=_message_id)
+            found = sorted(self._messages.find(query, STORED_MESSAGE, batch_size=ONE_BATCH), key=_message_id)
         elif limit > 0:
-            found = list(self._messages.find(query, _STORED_MESSAGE).sort("message_id", ASCENDING).limit(limit))
+            found = list(self._messages.find(query, STORED_MESSAGE).sort("message_id", ASCENDING).limit(limit))
         else:
             found = []
         if not found and was_known:  # nothing found in the generation expected: is the session still there?
@@ -163,7 +173,7 @@ class SplitLayout:
         if ranges:
             # One agent: a plain range on the index. Several: one indexed range per agent.
             query = ranges[0] if len(ranges) == 1 else {"$or": ranges}
-            for message in self._messages.find(query, _STORED_MESSAGE, batch_size=ONE_BATCH):
+            for message in self._messages.find(query, STORED_MESSAGE, batch_size=ONE_BATCH):
                 agents[message["agent_id"]]["messages"].append(message)
             for entry in agents.values():
                 entry["messages"].sort(key=_message_id)

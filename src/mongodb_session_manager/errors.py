@@ -99,6 +99,7 @@ class InvalidArgumentError(MongoDBSessionError, ValueError):
         """Name the offending field, an excerpt of its value and why it was refused."""
         self.field = field
         self.value = value
+        self.reason = reason
         super().__init__(f"invalid {field} {excerpt(value)}: {reason}")
 
 
@@ -116,6 +117,18 @@ class UnstorableValueError(InvalidArgumentError, TypeError):
     ``field`` is the path of the first such value, for example ``metadata.score`` or
     ``state.items[2]``. Nothing was written.
     """
+
+
+class InvalidSessionDataError(InvalidArgumentError):
+    """Data given to ``import_session`` is not a session this library exported, or cannot be stored.
+
+    ``field`` is the path of the first problem found, for example ``agents[0].messages[3].message_id``.
+    Everything is checked before anything is written: nothing was written.
+    """
+
+
+class SessionExistsError(MongoDBSessionError):
+    """The session to create (by ``import_session`` or ``fork_session``) exists already; nothing was changed."""
 
 
 class FactoryNotInitializedError(MongoDBSessionError, RuntimeError):

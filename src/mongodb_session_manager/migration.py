@@ -35,6 +35,7 @@ from ._schema import (
     Document,
     default_messages_collection_name,
     layout_condition,
+    owner_of,
     split_message_document,
     stored_layout,
 )
@@ -127,7 +128,7 @@ def _migrate_session(
             return None  # another run of the migration finished it
         agents: dict[str, Document] = document.get("agents") or {}
         counts = {
-            agent_id: _copy_agent(messages, session_id, agent_id, generation, entry)
+            agent_id: _copy_agent(messages, session_id, agent_id, generation, entry, owner_of(document))
             for agent_id, entry in agents.items()
         }
         unchanged = {
@@ -147,7 +148,7 @@ def _migrate_session(
 
 
 def _copy_agent(
-    messages: Collection[Document], session_id: Any, agent_id: str, generation: Any, entry: Document
+    messages: Collection[Document], session_id: Any, agent_id: str, generation: Any, entry: Document, owner: Document
 ) -> int:
     """Upsert the agent's messages into ``messages`` and verify they are all there; return the count.
 
@@ -169,7 +170,7 @@ def _copy_agent(
             [
                 ReplaceOne(
                     {"session_id": session_id, "agent_id": agent_id, "message_id": message["message_id"]},
-                    split_message_document(session_id, agent_id, generation, message),
+                    split_message_document(session_id, agent_id, generation, message, owner),
                     upsert=True,
                 )
                 for message in stored[start : start + COPY_BATCH]

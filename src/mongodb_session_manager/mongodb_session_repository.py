@@ -57,14 +57,18 @@ from ._documents import (
     title_text,
     turn_opening,
 )
+from ._erasure import erase_sessions
+from ._fork import forked
 from ._indexes import ensure_session_indexes
 from ._layout import MessageLayout, message_layout
+from ._new_session import write_new_session
 from ._resume import ResumeSnapshots
 from ._schema import (
     APPLICATION_FIELD,
     EXPIRE_AFTER_FIELD,
     GENERATION_FIELD,
     LAYOUT_FIELD,
+    SPLIT_MESSAGE_KEYS,
     TITLE_FIELD,
     UPDATED_AT_FIELD,
     USER_ID_FIELD,
@@ -77,8 +81,16 @@ from ._schema import (
     stored_layout,
     validate_layout,
 )
-from ._session_documents import Expect, SessionDocuments, live
-from .errors import InvalidArgumentError, InvalidIdentifierError, SessionNotFoundError
+from ._session_data import exported, parsed
+from ._session_documents import LEARNT, Expect, SessionDocuments, live
+from ._session_record import read_record
+from .errors import (
+    InvalidArgumentError,
+    InvalidIdentifierError,
+    InvalidSessionDataError,
+    SessionNotFoundError,
+    UnstorableValueError,
+)
 from .listing import (
     NEWEST_FIRST,
     SessionFilter,
@@ -175,8 +187,8 @@ class MongoDBSessionRepository(SessionRepository):
         try:
             self._sessions = SessionDocuments(self._collection, sessions_layout, scope=scope, expire_after=expiry)
             ensure_session_indexes(self._collection)
-            messages = database[self._messages_collection_name]
-            self._layout: MessageLayout = message_layout(sessions_layout, self._sessions, messages)
+            self._messages: Collection[Document] = database[self._messages_collection_name]
+            self._layout: MessageLayout = message_layout(sessions_layout, self._sessions, self._messages)
         except BaseException:
             self.close()
             raise
@@ -241,7 +253,7 @@ class MongoDBSessionRepository(SessionRepository):
         """
         for name in fields:
             validate_field_name(name, "message annotation")
-            if name in MESSAGE_FIELDS:
+            if name in MESSAGE_FIELDS or name in SPLIT_MESSAGE_KEYS:
                 raise InvalidIdentifierError("message annotation", name, "is a field of every stored message")
         return _scoped(_extra_message_fields, {**_extra_message_fields.get(), **fields})
 
@@ -269,7 +281,7 @@ class MongoDBSessionRepository(SessionRepository):
         if document is None:
             return None
         self._sessions.observe(session_id, stored_layout(document), document.get(GENERATION_FIELD))
-        self._sessions.remember_expiry(session_id, document)
+        self._sessions.remember(session_id, document)
         self._snapshots.keep(session_id, document, writes_before_read)
         return session_from_document(document)
 
@@ -305,7 +317,7 @@ class MongoDBSessionRepository(SessionRepository):
                 **{f"{path}.{name}": 1 for name in AGENT_FIELDS},
                 GENERATION_FIELD: 1,
                 LAYOUT_FIELD: 1,
-                EXPIRE_AFTER_FIELD: 1,
+                **LEARNT,
             }
             document = self._sessions.find(session_id, projection)
             if document is None:
@@ -527,6 +539,79 @@ class MongoDBSessionRepository(SessionRepository):
         update = {"$set": {TITLE_FIELD: validate_title(title), UPDATED_AT_FIELD: now()}}
         with self._snapshots.writing(session_id):
             self._sessions.write(session_id, update, added_bytes=len(title.encode()))
+
+    # Erasure, export, import and forks
+
+    def delete_sessions(self, *, user_id: str, application_name: str | None = None) -> int:
+        """Erase every session of ``user_id`` (in ``application_name``, if given) with all its messages.
+
+        Sessions in either layout, expired ones included, and split-layout messages left behind by an
+        interrupted earlier run or by a writer still appending. Idempotent: run it again after an
+        interruption. Returns how many sessions were erased; a repository scoped to another user (or
+        application) erases nothing and returns 0.
+        """
+        if user_id is None:
+            raise InvalidIdentifierError("user_id", user_id, "must be a str, not NoneType")
+        owner = owner_fields(validate_owner(user_id, "user_id"), validate_owner(application_name, "application_name"))
+        for name, value in self._sessions.scope.items():
+            if owner.setdefault(name, value) != value:
+                return 0
+        return erase_sessions(self._collection, self._messages, owner)
+
+    def export_session(self, session_id: str) -> dict[str, Any]:
+        """Everything stored for the session, as JSON-serialisable data (format version 1, README "Export").
+
+        Owners, title and first prompt, times, metadata, every agent with its state, conversation-manager
+        state, internal state and messages (ids, redactions, ``event_loop_metrics``), multi-agent state,
+        and where it was forked from. The same shape whatever the session's layout. Raises
+        :class:`SessionNotFoundError` for a session that does not exist, has expired or is outside the scope.
+        """
+        validate_session_id(session_id)
+        return exported(read_record(self._sessions, self._messages, session_id))
+
+    def import_session(self, data: Mapping[str, Any], *, session_id: str | None = None) -> str:
+        """Store a session exported by :meth:`export_session` (under ``session_id`` if given); return its id.
+
+        It is stored in this repository's layout and scope: a session of another owner is refused, one
+        without an owner takes the scope's. Everything is checked before anything is written: malformed
+        data raises :class:`InvalidSessionDataError` naming the field, an existing id
+        :class:`SessionExistsError`; nothing is written then. No reader sees the session half-written.
+        """
+        try:
+            record = parsed(data, session_id)
+            with self._snapshots.writing(record.session_id):
+                write_new_session(self._sessions, self._messages, record, record.session_id)
+        except UnstorableValueError as error:
+            raise InvalidSessionDataError(error.field, error.value, error.reason) from None
+        return record.session_id
+
+    def fork_session(
+        self,
+        source_session_id: str,
+        new_session_id: str,
+        *,
+        up_to_message_id: int | None = None,
+        agent_id: str | None = None,
+    ) -> None:
+        """Copy the session into a new, independent one; with ``up_to_message_id``, only messages up to it.
+
+        The fork gets the source's owners, metadata, multi-agent state and every agent with its state as
+        it is now (state has no history). With ``up_to_message_id`` it holds only the messages
+        ``0..up_to_message_id`` of ``agent_id`` (required when the session has several agents), whose
+        conversation-manager offset is clamped to them; other agents are copied whole. Its title is the
+        source's title (or first prompt) plus " (fork)", and ``forked_from`` records the source. An
+        existing ``new_session_id`` raises :class:`SessionExistsError` and nothing changes.
+        """
+        validate_session_id(source_session_id)
+        validate_session_id(new_session_id)
+        if up_to_message_id is not None:
+            validate_non_negative_int(up_to_message_id, "up_to_message_id")
+        if agent_id is not None:
+            validate_field_name(agent_id, "agent_id")
+        source = read_record(self._sessions, self._messages, source_session_id)
+        fork = forked(source, new_session_id, up_to_message_id=up_to_message_id, agent_id=agent_id, at=now())
+        with self._snapshots.writing(new_session_id):
+            write_new_session(self._sessions, self._messages, fork, new_session_id)
 
     def _listing_clauses(self, filters: SessionFilter) -> list[Document]:
         """The repository's scope, the caller's filters, and "not expired"."""
