@@ -33,7 +33,7 @@ Answers are **Markdown**, rendered safely:
 3. `inline code` and code blocks:
 
 ```python
-manager = get_global_factory().create_session_manager(session_id, user_id=user)
+manager = factory.create_session_manager(session_id, user_id=user)
 ```
 
 Links open in a new tab: [Strands Agents](https://strandsagents.com). Raw HTML is shown as text: <b>not bold</b>."""

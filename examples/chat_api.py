@@ -14,7 +14,7 @@ Not an example on its own: ``example_fastapi.py`` (plain JSON chat) and
   the anti-pattern, kept for comparison in benchmarks).
 * :func:`install_error_handlers` maps the library's typed errors to HTTP status codes, with short
   messages: 401 without a user, 422 for invalid input, 404 for a session the caller cannot see,
-  409 for a conflicting turn, 413 for a session too large, 503/502 when MongoDB fails.
+  409 for a conflicting turn or an id taken, 413 for a session too large, 503/502 when MongoDB fails.
 * :func:`session_router` serves the caller's sessions: the list (newest first, paged by cursor),
   title, deletion, fork, JSON export, history, metadata and statistics; plus ``/health`` and
   ``/stats`` (connection figures).
@@ -61,6 +61,7 @@ from mongodb_session_manager.errors import (
     FactoryNotInitializedError,
     InvalidArgumentError,
     SessionConflictError,
+    SessionExistsError,
     SessionNotFoundError,
     SessionTooLargeError,
     StaleAgentError,
@@ -309,6 +310,8 @@ def error_status(error: BaseException) -> tuple[int, str]:
         return 404, short(str(error))
     if isinstance(error, SessionConflictError | StaleAgentError):
         return 409, short(f"{error}. Another turn of this session got there first; reload the history and retry.")
+    if isinstance(error, SessionExistsError):
+        return 409, short(str(error))
     if isinstance(error, SessionTooLargeError):
         return 413, short(str(error))
     if isinstance(error, FactoryNotInitializedError | ConnectionFailure):
@@ -345,6 +348,7 @@ def install_error_handlers(app: FastAPI) -> None:
         SessionNotFoundError,
         SessionConflictError,
         StaleAgentError,
+        SessionExistsError,
         SessionTooLargeError,
         FactoryNotInitializedError,
         PyMongoError,

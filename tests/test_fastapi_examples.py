@@ -31,6 +31,7 @@ from mongodb_session_manager.errors import (
     InvalidArgumentError,
     InvalidIdentifierError,
     SessionConflictError,
+    SessionExistsError,
     SessionNotFoundError,
     SessionTooLargeError,
     StaleAgentError,
@@ -487,7 +488,10 @@ def test_fork_copies_the_conversation_up_to_a_message_into_a_new_session(
     assert stored_session(mongo_db, "source") == before
     assert client.get(f"/sessions/{fork_id}/metadata").json()["metadata"] == {"topic": "forks"}
     listed = client.get("/sessions").json()["sessions"]
-    assert [s["session_id"] for s in listed] == [fork_id, "source"]
+    assert [(s["session_id"], s["title"]) for s in listed] == [
+        (fork_id, "First question (fork)"),
+        ("source", "First question"),
+    ]
     # The fork continues on its own: its next turn sees the two copied messages.
     answer = chat(client, fork_id, "Second question, edited").json()
     assert answer["user_message_id"] == 2
@@ -502,6 +506,9 @@ def test_fork_copies_the_conversation_up_to_a_message_into_a_new_session(
         refused = client.post("/sessions/source/fork", json=body)
         assert refused.status_code == 422, body
         assert refused.json()["detail"].startswith("body.up_to_message_id")
+    beyond = client.post("/sessions/source/fork", json={"up_to_message_id": 4})
+    assert beyond.status_code == 404
+    assert beyond.json()["detail"] == "message 4 of agent 'assistant' not found in session 'source'"
     assert client.post("/sessions/nowhere/fork", json={"up_to_message_id": 0}).status_code == 404
     assert client.post("/sessions/source/fork", json={"up_to_message_id": 0}, headers=BOB).status_code == 404
 
@@ -582,6 +589,7 @@ def test_error_codes(make_client: Callable[..., TestClient], mongo_db: Database[
         (SessionNotFoundError("gone"), 404),
         (SessionConflictError("message 4 already stored"), 409),
         (StaleAgentError("stale"), 409),
+        (SessionExistsError("session 'x' exists already"), 409),
         (SessionTooLargeError("s", 16_000_000, 1_000_000, 16_777_216), 413),
         (FactoryNotInitializedError("not yet"), 503),
         (RuntimeError("boom"), 500),

@@ -84,6 +84,7 @@
     listLoading: false,
     listGeneration: 0,
     loadSequence: 0,
+    panelSequence: 0,
     loadFailed: false,
     firstUserText: null,
     busy: false,
@@ -832,6 +833,7 @@
     setUrl(sessionId, false);
     ui.exportButton.disabled = false;
     showTitle();
+    refreshPanel();
   }
 
   // -- edit and resend -------------------------------------------------------------------------------------
@@ -910,6 +912,7 @@
 
   async function refreshPanel() {
     const sessionId = state.sessionId;
+    const sequence = ++state.panelSequence; // only the latest refresh is shown
     if (!state.stored) {
       ui.metadata.replaceChildren(el("dd", "hint", "the session is created with its first message"));
       ui.stats.replaceChildren();
@@ -920,11 +923,11 @@
         api(`/sessions/${enc(sessionId)}/metadata`),
         api(`/sessions/${enc(sessionId)}/stats`),
       ]);
-      if (sessionId !== state.sessionId) return;
+      if (sequence !== state.panelSequence) return;
       renderMetadata(metadata.metadata);
       renderStats(stats);
     } catch (error) {
-      if (sessionId !== state.sessionId) return;
+      if (sequence !== state.panelSequence) return;
       ui.metadata.replaceChildren(el("dd", "hint", error.status === 404 ? "no such conversation" : "not available"));
       ui.stats.replaceChildren();
     }
