@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import logging
 import math
 import os
 import re
@@ -74,6 +75,8 @@ from chat_messages import iso, read_history, stored_fields
 ConnectionMode = Literal["factory", "client-per-request"]
 CONNECTION_MODES: tuple[ConnectionMode, ...] = ("factory", "client-per-request")
 ModelFactory = Callable[[], Model]
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_AGENT_ID = "assistant"
 USER_HEADER = "X-User-Id"
@@ -337,11 +340,17 @@ def install_error_handlers(app: FastAPI) -> None:
 
     def handle(request: Request, error: Exception) -> JSONResponse:
         status, detail = error_status(error)
+        if status >= 500:  # the client gets a short detail; the log keeps the whole story
+            logger.error("%s %s failed", request.method, request.url.path, exc_info=error)
         return JSONResponse({"detail": detail}, status_code=status)
 
     def invalid_request(request: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, RequestValidationError)
         return JSONResponse({"detail": validation_detail(error)}, status_code=422)
+
+    def unexpected(request: Request, error: Exception) -> JSONResponse:
+        # Starlette answers with this, then re-raises the error for the server to log.
+        return JSONResponse({"detail": "internal error"}, status_code=500)
 
     for error_type in (
         InvalidArgumentError,
@@ -356,6 +365,7 @@ def install_error_handlers(app: FastAPI) -> None:
     ):
         app.add_exception_handler(error_type, handle)
     app.add_exception_handler(RequestValidationError, invalid_request)
+    app.add_exception_handler(Exception, unexpected)
 
 
 # -- statistics and listings ---------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -603,6 +604,32 @@ def test_error_status_mapping(error: Exception, status: int) -> None:
     code, detail = error_status(error)
     assert code == status
     assert len(detail) <= 200
+
+
+def test_a_failing_model_is_a_json_500(mongodb_uri: str, database_name: str) -> None:
+    app = example_fastapi.create_app(mongodb_uri, database_name, scripted(Raise(RuntimeError("model down"))))
+    with TestClient(app, headers=ANA, raise_server_exceptions=False) as client:
+        response = client.post("/sessions/failing/chat", json={"message": "hi"})
+    assert response.status_code == 500
+    assert response.json() == {"detail": "internal error"}
+
+
+def test_an_unexpected_error_wrapped_by_strands_is_a_logged_500(caplog: pytest.LogCaptureFixture) -> None:
+    app = FastAPI()
+    chat_api.install_error_handlers(app)
+
+    @app.get("/wrapped")
+    def wrapped() -> None:
+        raise EventLoopException(RuntimeError("a bug while storing the answer"))
+
+    with caplog.at_level(logging.ERROR, logger="chat_api"), TestClient(app) as client:
+        response = client.get("/wrapped")
+    assert response.status_code == 500
+    assert response.json() == {"detail": "internal error"}
+    failure = next(record for record in caplog.records if record.name == "chat_api")
+    assert failure.getMessage() == "GET /wrapped failed"
+    assert failure.exc_info is not None
+    assert "a bug while storing the answer" in str(failure.exc_info[1])
 
 
 def conflicting_writer(

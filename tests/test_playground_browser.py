@@ -287,6 +287,7 @@ def test_streamed_markdown_answers_tool_calls_metrics_metadata_and_reload(
     live_second = tab.page.locator(".message.assistant .metrics").last.inner_text()
     assert "tokens 80 in · 11 out · 91 total · model latency 200 ms · 2 model calls · first chunk" in live_second
     tab.shot("02-streamed-markdown-and-a-tool-call")
+    assert tab.page.evaluate(PLACEHOLDERS_THAT_DO_NOT_FIT) == []
 
     # Metadata through the panel; statistics.
     stats = tab.page.locator("#stats")
