@@ -42,6 +42,7 @@ from pymongo import MongoClient
 MODES = ("factory", "client-per-request")
 PROMPT_BYTES = 300
 STARTUP_TIMEOUT_S = 60
+USER = "benchmark"
 
 
 # -- the app, in a child process ----------------------------------------------------------------------
@@ -128,7 +129,7 @@ async def load(
     statuses: list[int] = []
     progress = Progress(clients * requests, f"{mode:>18}: requests")
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    user = {"X-User-Id": "benchmark"}  # the app's stand-in for authentication: every session belongs to a user
+    user = {"X-User-Id": USER}  # the app's stand-in for authentication: every session belongs to a user
     async with httpx.AsyncClient(base_url=base_url, timeout=120, limits=limits, headers=user) as http:
 
         async def conversation(index: int, turns: range, timed: bool) -> None:
@@ -149,12 +150,17 @@ async def load(
 
 
 def stored_messages(uri: str, database_name: str, sessions: list[str]) -> list[int]:
-    """How many messages each session holds, read straight from MongoDB (either layout)."""
+    """How many messages each session holds, read straight from MongoDB (either layout).
+
+    The app stores the caller's session ``s`` as ``<user>/s`` (``chat_api.stored_session_id``).
+    """
+    from chat_api import stored_session_id
+
     client: MongoClient[dict[str, Any]] = MongoClient(uri)
     try:
         database = client[database_name]
         counts = []
-        for session_id in sessions:
+        for session_id in (stored_session_id(USER, session) for session in sessions):
             document = database["sessions"].find_one({"_id": session_id}) or {}
             agents = document.get("agents") or {}
             embedded = sum(len(agent.get("messages") or []) for agent in agents.values())

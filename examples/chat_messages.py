@@ -8,15 +8,15 @@ The endpoints describe each block as JSON the page can show: ``{"type": "text", 
 
 import json
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from strands import Agent
 from strands.types.content import Message
 
 from mongodb_session_manager import MongoDBSessionRepository
-from mongodb_session_manager.errors import SessionNotFoundError
-from mongodb_session_manager.validation import validate_session_id
+from mongodb_session_manager.errors import LayoutMismatchError, SessionNotFoundError
+from mongodb_session_manager.validation import validate_field_name, validate_session_id
 
 
 def content_blocks(message: Message) -> list[dict[str, Any]]:
@@ -81,53 +81,58 @@ def iso(value: Any) -> str | None:
 
 
 def stored_fields(repository: MongoDBSessionRepository, session_id: str, projection: dict[str, Any]) -> dict[str, Any]:
-    """Fields of the stored session document that no library method returns, read within the repository's owner.
+    """Fields of a stored session document that no library method returns, read in the repository's scope.
 
-    Call it after a library call on the session (which applies the repository's scope and expiry):
-    this read repeats the owner condition, so it never shows another user's session either.
+    The filter repeats what the library applies to every read: the repository's owner (so it never
+    shows another user's session) and "not expired" (MongoDB's TTL monitor removes expired sessions
+    only once a minute; until then the library treats them as absent). Raises
+    :class:`SessionNotFoundError` like the library does.
     """
     owner = {"user_id": repository.user_id} if repository.user_id is not None else {}
-    document = repository.collection.find_one({"_id": session_id, **owner}, projection)
+    live = {"expires_at": {"$not": {"$lte": datetime.now(UTC)}}}
+    document = repository.collection.find_one({"_id": session_id, **owner, **live}, projection)
     if document is None:
         raise SessionNotFoundError(f"session {session_id!r} not found")
     return document
 
 
 def read_history(repository: MongoDBSessionRepository, session_id: str, agent_id: str) -> dict[str, Any]:
-    """Every stored message of the agent, oldest first, each assistant message with its stored metrics.
+    """Every stored message of the agent, oldest first, each assistant message with its stored metrics: one read.
 
-    The messages are read through ``repository``, which is scoped to the caller: another user's
-    session raises :class:`SessionNotFoundError`, like a missing or expired one. The library stores
-    the model's usage and latency on each assistant message (``event_loop_metrics``), a field of the
-    stored message that Strands' ``SessionMessage`` does not carry, so a second read (one small
-    projection, in the same scope) fetches those figures and the session's timestamps.
+    Read straight from the session document (:func:`stored_fields`, in the repository's scope: another
+    user's session raises :class:`SessionNotFoundError`, like a missing or expired one), because the
+    library stores the model's usage and latency on each assistant message (``event_loop_metrics``),
+    a field that Strands' ``SessionMessage`` (what ``list_messages`` returns) does not carry. That
+    document holds the messages in the embedded layout, the one the chat app uses (``chat_api.LAYOUT``);
+    ``export_session`` would read either layout, but it encodes stored values for JSON and the library
+    has no public decoder for them.
     """
     validate_session_id(session_id)
-    stored = repository.list_messages(session_id, agent_id)
-    messages_path = f"agents.{agent_id}.messages"
+    validate_field_name(agent_id, "agent_id")
     document = stored_fields(
         repository,
         session_id,
-        {"created_at": 1, "updated_at": 1, f"{messages_path}.message_id": 1, f"{messages_path}.event_loop_metrics": 1},
+        {"created_at": 1, "updated_at": 1, "message_layout": 1, f"agents.{agent_id}.messages": 1},
     )
+    layout = document.get("message_layout", "embedded")
+    if layout != "embedded":
+        raise LayoutMismatchError(session_id, layout, "embedded")
     entries = ((document.get("agents") or {}).get(agent_id) or {}).get("messages") or []
-    recorded = {entry["message_id"]: entry["event_loop_metrics"] for entry in entries if "event_loop_metrics" in entry}
     messages = []
-    for session_message in stored:
-        shown = session_message.redact_message or session_message.message
+    for entry in entries:
+        shown = entry.get("redact_message") or entry["message"]
         item: dict[str, Any] = {
-            "message_id": session_message.message_id,
+            "message_id": entry["message_id"],
             "role": shown["role"],
             "text": message_text(shown),
             "content": content_blocks(shown),
-            "redacted": session_message.redact_message is not None,
-            "created_at": session_message.created_at,
+            "redacted": entry.get("redact_message") is not None,
+            "created_at": iso(entry.get("created_at")),
         }
-        if session_message.message_id in recorded:
-            item["event_loop_metrics"] = recorded[session_message.message_id]
+        if "event_loop_metrics" in entry:
+            item["event_loop_metrics"] = entry["event_loop_metrics"]
         messages.append(item)
     return {
-        "session_id": session_id,
         "agent_id": agent_id,
         "created_at": iso(document.get("created_at")),
         "updated_at": iso(document.get("updated_at")),
@@ -148,7 +153,9 @@ def turn_metrics(agent: Agent, started: float, first_chunk: float | None = None)
     """This turn's model usage and latency.
 
     The Agent is created for this request, so its accumulated event-loop metrics are exactly this
-    turn's (all model calls of it, tool cycles included). ``duration_ms`` is the server's wall time.
+    turn's (all model calls of it, tool cycles included). ``duration_ms`` is the server's wall time;
+    ``messages_in_session`` counts every message of the conversation, those the conversation
+    manager no longer sends to the model included.
     """
     loop_metrics = agent.event_loop_metrics
     usage = loop_metrics.accumulated_usage
@@ -157,7 +164,7 @@ def turn_metrics(agent: Agent, started: float, first_chunk: float | None = None)
         "model_latency_ms": loop_metrics.accumulated_metrics.get("latencyMs", 0),
         "cycles": loop_metrics.cycle_count,
         "duration_ms": round((time.monotonic() - started) * 1000, 1),
-        "messages_in_session": len(agent.messages),
+        "messages_in_session": next_message_id(agent),
     }
     if first_chunk is not None:
         figures["time_to_first_chunk_ms"] = round((first_chunk - started) * 1000, 1)

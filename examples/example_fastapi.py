@@ -8,7 +8,9 @@ is a plain ``def`` that FastAPI runs in its threadpool: no MongoDB round trip bl
 
 Every session belongs to a user. The caller says who they are in the ``X-User-Id`` header: a
 stand-in for real authentication (``chat_api.current_user`` is the one function to replace). A
-request without it gets 401, and another user's session answers 404, as if it did not exist.
+request without it gets 401. Session ids are the caller's own: MongoDB stores ``demo`` of user
+``ana`` as ``ana/demo`` (``chat_api.stored_session_id``), so two users' ``demo`` never meet and no
+request tells a caller whether another user has a session of some id.
 
 Run it (offline by default: ScriptedModel and an embedded SecantusDB under ``.data/example_fastapi/``)::
 
@@ -19,9 +21,10 @@ Run it (offline by default: ScriptedModel and an embedded SecantusDB under ``.da
     curl localhost:8000/sessions/demo/history -H 'X-User-Id: ana'
     curl -X PATCH localhost:8000/sessions/demo -H 'X-User-Id: ana' -H 'content-type: application/json' \\
          -d '{"title": "Greetings"}'
-    curl localhost:8000/sessions/demo/history -H 'X-User-Id: bob'   # 404: not bob's
+    curl localhost:8000/sessions/demo/history -H 'X-User-Id: bob'   # 404: bob has no "demo"
 
-Endpoints: ``POST /sessions/{id}/chat``; ``GET /sessions?limit=&cursor=`` (the caller's sessions,
+Endpoints: ``POST /sessions/{id}/chat`` (``{"message": ..., "create": false}`` answers 404 instead
+of creating a session that does not exist); ``GET /sessions?limit=&cursor=`` (the caller's sessions,
 newest first; pass ``next_cursor`` back for the next page); ``PATCH /sessions/{id}`` (the title);
 ``DELETE /sessions/{id}``; ``POST /sessions/{id}/fork`` with ``{"up_to_message_id": n}`` (returns
 the new session's id); ``GET /sessions/{id}/export`` (a JSON download); ``GET /sessions/{id}/history``;
@@ -29,7 +32,7 @@ the new session's id); ``GET /sessions/{id}/export`` (a JSON download); ``GET /s
 ``GET /sessions/{id}/stats``; ``GET /stats`` (connections) and ``GET /health``.
 Errors: 401 without ``X-User-Id``; 422 (with a short message) for an invalid id, user, title,
 cursor or body; 404 for a session the caller cannot see; 409 when a turn is sent to a session that
-is still answering the previous one; 503 when MongoDB is unreachable.
+is still answering the previous one; 413 for a body over 1 MiB; 503 when MongoDB is unreachable.
 
 ``--expire-after SECONDS`` makes sessions expire that long after their last write (a TTL index
 removes them). ``--connection-mode client-per-request`` opens (and closes) a new ``MongoClient``
@@ -39,29 +42,14 @@ the two in benchmarks. Set ``MONGODB_URI`` (or ``--uri``) to use your own MongoD
 """
 
 import argparse
-import logging
 import time
 from typing import Any
 
-import uvicorn
 from fastapi import FastAPI
 
 import failures
-from chat_agent import scripted_chat_responder
-from chat_api import (
-    ChatRequest,
-    ConnectionMode,
-    ModelFactory,
-    Sessions,
-    User,
-    add_server_arguments,
-    connection_mode,
-    install_error_handlers,
-    session_router,
-)
+from chat_api import ChatRequest, ConnectionMode, ModelFactory, Sessions, User, new_app, serve
 from chat_messages import next_message_id, turn_metrics
-from local_mongodb import add_mongodb_arguments, mongodb_uri
-from model_provider import add_model_arguments, build_model
 
 
 def create_app(
@@ -77,15 +65,13 @@ def create_app(
     ``expire_after``: seconds after its last write that a session expires (None: never).
     """
     sessions = Sessions(connection_string, database_name, collection_name, connection_mode, expire_after=expire_after)
-    app = FastAPI(title="mongodb-session-manager chat", lifespan=sessions.lifespan())
-    install_error_handlers(app)
-    app.include_router(session_router(sessions))
+    app = new_app(sessions, "mongodb-session-manager chat")
 
     @app.post("/sessions/{session_id}/chat")
     def chat(session_id: str, request: ChatRequest, user: User) -> dict[str, Any]:
         """One turn: a new Agent resumes the caller's session from MongoDB, answers, and stores the messages."""
         started = time.monotonic()
-        with sessions.turn(session_id, user) as manager:
+        with sessions.turn(session_id, user, create=request.create) as manager:
             agent = sessions.new_agent(manager, model_factory())
             user_message_id = next_message_id(agent)
             result = agent(request.message)
@@ -99,24 +85,10 @@ def create_app(
     return app
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_server_arguments(parser, default_port=8000)
-    add_mongodb_arguments(parser, "example_fastapi")
-    add_model_arguments(parser)
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO)
-
-    model = build_model(args.provider, fallback=scripted_chat_responder)
-    with mongodb_uri(args) as uri:
-        app = create_app(
-            uri, args.database, lambda: model, connection_mode(args.connection_mode), expire_after=args.expire_after
-        )
-        expiry = f"sessions expire {args.expire_after:g} s after their last write" if args.expire_after else "no expiry"
-        print(f"Connection mode: {args.connection_mode}; {expiry}. API docs: http://{args.host}:{args.port}/docs")
-        uvicorn.run(app, host=args.host, port=args.port)
+def build(args: argparse.Namespace, uri: str, model_factory: ModelFactory) -> FastAPI:
+    return create_app(uri, args.database, model_factory, args.connection_mode, expire_after=args.expire_after)
 
 
 if __name__ == "__main__":
     with failures.in_one_line():
-        main()
+        serve(__doc__ or "", "example_fastapi", 8000, build)

@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any, ClassVar
 
@@ -22,6 +23,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from pymongo import MongoClient
 from pymongo.database import Database
+from pymongo.errors import ConnectionFailure, OperationFailure
 from strands.types.content import Messages
 from strands.types.exceptions import EventLoopException
 from strands.types.session import SessionMessage
@@ -37,6 +39,7 @@ from mongodb_session_manager.errors import (
     SessionTooLargeError,
     StaleAgentError,
 )
+from mongodb_session_manager.mongodb_connection_pool import DEFAULT_POOL_SETTINGS
 
 import chat_api
 import example_fastapi
@@ -83,14 +86,15 @@ def make_client(mongodb_uri: str, database_name: str) -> Iterator[Callable[..., 
         client.__exit__(None, None, None)
 
 
-def stored_session(mongo_db: Database[dict[str, Any]], session_id: str) -> dict[str, Any]:
-    document = mongo_db["sessions"].find_one({"_id": session_id})
-    assert document is not None, f"session {session_id!r} is not stored"
+def stored_session(mongo_db: Database[dict[str, Any]], session_id: str, user: str = "ana") -> dict[str, Any]:
+    """The document of ``user``'s session ``session_id`` (stored as ``<user>/<session_id>``)."""
+    document = mongo_db["sessions"].find_one({"_id": f"{user}/{session_id}"})
+    assert document is not None, f"session {session_id!r} of {user!r} is not stored"
     return document
 
 
-def stored_texts(mongo_db: Database[dict[str, Any]], session_id: str) -> list[tuple[str, str]]:
-    messages = stored_session(mongo_db, session_id)["agents"][DEFAULT_AGENT_ID]["messages"]
+def stored_texts(mongo_db: Database[dict[str, Any]], session_id: str, user: str = "ana") -> list[tuple[str, str]]:
+    messages = stored_session(mongo_db, session_id, user)["agents"][DEFAULT_AGENT_ID]["messages"]
     return [
         (m["message"]["role"], " ".join(b.get("text", f"<{next(iter(b))}>") for b in m["message"]["content"]))
         for m in messages
@@ -316,6 +320,38 @@ def test_a_request_without_a_user_gets_401_and_an_invalid_user_422(
     assert client.get("/stats").status_code == 200
 
 
+@pytest.mark.parametrize(
+    "user", ["tab\there", "ctl\x01char", "$gt", '{"$ne": 1}', "ana/evil", "with space", "café", "u" * 65]
+)
+def test_a_user_id_outside_the_safe_characters_is_422(
+    make_client: Callable[..., TestClient], mongo_db: Database[dict[str, Any]], user: str
+) -> None:
+    client = make_client("plain", user=None)
+    response = client.post("/sessions/s1/chat", json={"message": "hi"}, headers={"X-User-Id": user.encode()})
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"].startswith("invalid user_id")
+    assert response.json()["detail"].endswith("must be 1 to 64 of the characters A-Z a-z 0-9 . _ @ -")
+    assert mongo_db["sessions"].count_documents({}) == 0
+
+
+def test_the_longest_user_and_session_ids_fit_the_librarys_limit(
+    make_client: Callable[..., TestClient], mongo_db: Database[dict[str, Any]]
+) -> None:
+    """A session id shown by the API is at most 191 characters: qualified by a 64-character user it is 256."""
+    user = "u" * 64
+    client = make_client("plain", user=user)
+    longest = "s" * 191
+    assert client.post(f"/sessions/{longest}/chat", json={"message": "hi"}).status_code == 200
+    assert mongo_db["sessions"].find_one({"_id": f"{user}/{longest}"}) is not None
+    assert client.get("/sessions").json()["sessions"][0]["session_id"] == longest
+
+    too_long = client.post(f"/sessions/{'s' * 192}/chat", json={"message": "hi"})
+    assert too_long.status_code == 422
+    assert too_long.json()["detail"].startswith("invalid session_id")
+    assert too_long.json()["detail"].endswith("must be at most 191 characters")
+    assert mongo_db["sessions"].count_documents({}) == 1
+
+
 def test_another_users_session_is_404_like_a_missing_one_on_every_endpoint(
     make_client: Callable[..., TestClient], mongo_db: Database[dict[str, Any]], mode: str
 ) -> None:
@@ -329,27 +365,73 @@ def test_another_users_session_is_404_like_a_missing_one_on_every_endpoint(
             continue
         as_bob = client.request(method, path, json=body, headers=BOB)
         missing = client.request(method, path.replace("s1", "s9"), json=body, headers=BOB)
+        if path.endswith("/chat/stream"):
+            # A chat starts bob's own session of that id, exactly as it does with an id nobody holds.
+            assert [as_bob.status_code, missing.status_code] == [200, 200], (as_bob.text, missing.text)
+            assert [name for name, _ in sse_events(as_bob.text)] == [name for name, _ in sse_events(missing.text)]
+            continue
         assert as_bob.status_code == 404, (method, path, as_bob.text)
         assert as_bob.json()["detail"] == "session 's1' not found"
-        if not path.endswith("/chat/stream"):  # a chat in a missing session creates it
-            assert missing.status_code == 404, (method, path, missing.text)
-            assert missing.json()["detail"] == "session 's9' not found"
+        assert missing.status_code == 404, (method, path, missing.text)
+        assert missing.json()["detail"] == "session 's9' not found"
 
-    assert [s["session_id"] for s in client.get("/sessions", headers=BOB).json()["sessions"]] == ["s9"]
+    assert [s["session_id"] for s in client.get("/sessions", headers=BOB).json()["sessions"]] == ["s9", "s1"]
+    assert stored_texts(mongo_db, "s1", "bob")[0] == ("user", "hi")  # bob's own s1, holding only his turn
+    assert len(stored_texts(mongo_db, "s1", "bob")) == 2
     assert stored_session(mongo_db, "s1") == before  # nothing of ana's changed
     assert client.get("/sessions/s1/history").status_code == 200  # ana still sees it
 
 
-def test_plain_chat_in_another_users_session_is_404(
-    make_client: Callable[..., TestClient], mongo_db: Database[dict[str, Any]]
+@pytest.mark.parametrize("kind", ["plain", "streaming"])
+def test_a_chat_in_an_id_another_user_holds_starts_the_callers_own_session(
+    make_client: Callable[..., TestClient], mongo_db: Database[dict[str, Any]], kind: str
 ) -> None:
-    client = make_client("plain")
-    chat(client, "mine", "hello")
+    """Ids are the caller's own (stored as ``<user>/<id>``): no answer says whether another user holds an id,
+    and nobody can take an id away from another user by using it first."""
+    client = make_client(kind)
+    path = "/sessions/{}/chat" if kind == "plain" else "/sessions/{}/chat/stream"
+    assert client.post(path.format("mine"), json={"message": "hello"}).status_code == 200
     before = stored_session(mongo_db, "mine")
-    response = client.post("/sessions/mine/chat", json={"message": "hijack"}, headers=BOB)
-    assert response.status_code == 404
-    assert response.json()["detail"] == "session 'mine' not found"
+    squatted = client.post(path.format("user-42-chat"), json={"message": "mine now"}, headers={"X-User-Id": "mallory"})
+    assert squatted.status_code == 200
+
+    taken = client.post(path.format("mine"), json={"message": "hijack"}, headers=BOB)
+    free = client.post(path.format("nobodys"), json={"message": "hijack"}, headers=BOB)
+    after_squatter = client.post(path.format("user-42-chat"), json={"message": "my id too"})
+
+    assert [taken.status_code, free.status_code, after_squatter.status_code] == [200, 200, 200]
+    if kind == "plain":
+        assert "received 0 earlier messages" in taken.json()["answer"]
+        assert taken.json()["user_message_id"] == free.json()["user_message_id"] == 0
+    else:
+        assert sse_events(taken.text)[0][1] == {"session_id": "mine", "restored_messages": 0, "user_message_id": 0}
     assert stored_session(mongo_db, "mine") == before
+    assert stored_texts(mongo_db, "mine", "bob")[0] == ("user", "hijack")
+    assert stored_texts(mongo_db, "user-42-chat", "mallory")[0] == ("user", "mine now")
+    assert stored_texts(mongo_db, "user-42-chat")[0] == ("user", "my id too")
+    assert stored_session(mongo_db, "user-42-chat")["user_id"] == "ana"
+    assert mongo_db["sessions"].count_documents({"_id": {"$in": ["mine", "nobodys", "user-42-chat"]}}) == 0
+
+
+@pytest.mark.parametrize("kind", ["plain", "streaming"])
+def test_a_chat_that_must_continue_a_session_is_404_when_it_is_gone(
+    make_client: Callable[..., TestClient], mongo_db: Database[dict[str, Any]], kind: str
+) -> None:
+    """``"create": false``: a conversation deleted meanwhile (in another tab, say) is not silently re-created."""
+    client = make_client(kind)
+    path = "/sessions/{}/chat" if kind == "plain" else "/sessions/{}/chat/stream"
+    assert client.post(path.format("kept"), json={"message": "one"}).status_code == 200
+    assert client.post(path.format("kept"), json={"message": "two", "create": False}).status_code == 200
+    assert len(stored_texts(mongo_db, "kept")) == 4
+    assert client.post(path.format("gone"), json={"message": "one"}).status_code == 200
+    assert client.delete("/sessions/gone").status_code == 204
+
+    for session_id in ("gone", "never"):
+        response = client.post(path.format(session_id), json={"message": "again", "create": False})
+        assert response.status_code == 404
+        assert response.json() == {"detail": f"session {session_id!r} not found"}
+    assert mongo_db["sessions"].count_documents({"_id": {"$in": ["ana/gone", "ana/never"]}}) == 0
+    assert client.post(path.format("x"), json={"message": "hi", "create": "no"}).status_code == 422
 
 
 # -- the caller's sessions: list, title, delete, fork, export ------------------------------------------
@@ -442,7 +524,7 @@ def test_delete_removes_the_session(
     response = client.delete("/sessions/doomed")
     assert response.status_code == 204
     assert response.content == b""
-    assert mongo_db["sessions"].find_one({"_id": "doomed"}) is None
+    assert mongo_db["sessions"].find_one({"_id": "ana/doomed"}) is None
     assert client.get("/sessions/doomed/history").status_code == 404
     assert client.delete("/sessions/doomed").status_code == 404
     assert [s["session_id"] for s in client.get("/sessions").json()["sessions"]] == ["kept"]
@@ -461,7 +543,7 @@ def test_delete_while_a_turn_is_running_is_409(
     turn.join()
 
     assert refused.status_code == 409
-    assert "already running" in refused.json()["detail"]
+    assert refused.json()["detail"] == "a turn is in progress in session 'busy'; try again when it finishes"
     assert responses[0].status_code == 200
     assert len(stored_session(mongo_db, "busy")["agents"][DEFAULT_AGENT_ID]["messages"]) == 2
     assert client.delete("/sessions/busy").status_code == 204
@@ -534,6 +616,34 @@ def test_export_is_a_json_download_of_everything_stored(
     assert client.get("/sessions/nowhere/export").status_code == 404
 
 
+@pytest.mark.parametrize("value", ["1", 1.0, True])
+def test_fork_takes_a_message_id_as_a_json_integer_only(
+    make_client: Callable[..., TestClient], mongo_db: Database[dict[str, Any]], value: Any
+) -> None:
+    client = make_client("plain")
+    chat(client, "source", "hi")
+    refused = client.post("/sessions/source/fork", json={"up_to_message_id": value})
+    assert refused.status_code == 422
+    assert refused.json()["detail"] == "body.up_to_message_id: Input should be a valid integer"
+    assert mongo_db["sessions"].count_documents({}) == 1
+
+
+def test_export_and_fork_speak_of_session_ids_as_the_caller_knows_them(
+    make_client: Callable[..., TestClient], mongo_db: Database[dict[str, Any]]
+) -> None:
+    client = make_client("plain")
+    chat(client, "source", "hi")
+    fork_id = client.post("/sessions/source/fork", json={"up_to_message_id": 1}).json()["session_id"]
+
+    exported = client.get(f"/sessions/{fork_id}/export").json()
+    assert exported["session_id"] == fork_id
+    assert exported["forked_from"]["session_id"] == "source"
+    assert exported["user_id"] == "ana"
+    assert "ana/" not in json.dumps(exported)
+    assert stored_session(mongo_db, fork_id)["forked_from"]["session_id"] == "ana/source"  # as MongoDB holds it
+    assert [s["session_id"] for s in client.get("/sessions").json()["sessions"]] == [fork_id, "source"]
+
+
 # -- errors ----------------------------------------------------------------------------------------------------
 
 
@@ -580,6 +690,124 @@ def test_error_codes(make_client: Callable[..., TestClient], mongo_db: Database[
     # Refused requests changed nothing and created nothing.
     assert stored_session(mongo_db, "known") == before
     assert mongo_db["sessions"].count_documents({}) == 1
+
+
+@contextmanager
+def failing(mongo_client: MongoClient[dict[str, Any]], command: str, **failure: Any) -> Iterator[None]:
+    """The test server fails the next runs of ``command`` as ``failure`` says (``configureFailPoint failCommand``)."""
+    mode = {"times": 2}  # pymongo retries a read once
+    data = {"failCommands": [command], **failure}
+    mongo_client.admin.command({"configureFailPoint": "failCommand", "mode": mode, "data": data})
+    try:
+        yield
+    finally:
+        mongo_client.admin.command({"configureFailPoint": "failCommand", "mode": "off"})
+
+
+@pytest.mark.parametrize(
+    ("failure", "status", "detail"),
+    [
+        ({"closeConnection": True}, 503, "the database is unavailable; try again"),
+        (
+            {"errorCode": 8000, "errmsg": "secret server detail"},
+            502,
+            "the database could not complete the request; try again",
+        ),
+    ],
+)
+def test_mongodb_failures_reach_the_client_as_a_short_generic_message_and_the_log_in_full(
+    make_client: Callable[..., TestClient],
+    mongo_client: MongoClient[dict[str, Any]],
+    mongodb_uri: str,
+    caplog: pytest.LogCaptureFixture,
+    mode: str,
+    failure: dict[str, Any],
+    status: int,
+    detail: str,
+) -> None:
+    client = make_client("plain", mode)
+    chat(client, "s1", "hi")
+    with failing(mongo_client, "aggregate", **failure), caplog.at_level(logging.ERROR, logger="chat_api"):
+        response = client.get("/sessions")
+    assert response.status_code == status
+    assert response.json() == {"detail": detail}  # no host, port, topology, server reply or $clusterTime
+    logged = next(record for record in caplog.records if record.name == "chat_api")
+    assert logged.getMessage() == "GET /sessions failed"
+    assert logged.exc_info is not None
+    error = logged.exc_info[1]
+    assert isinstance(error, ConnectionFailure if status == 503 else OperationFailure)
+    assert str(error)[:40] not in response.text
+
+
+def test_a_per_request_client_gives_up_on_mongodb_as_soon_as_the_shared_pool(
+    make_client: Callable[..., TestClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(chat_api, "MongoClient", RecordingClient)
+    monkeypatch.setattr(RecordingClient, "opened", [])
+    monkeypatch.setattr(RecordingClient, "closed", [])
+    client = make_client("plain", "client-per-request")
+    client.get("/sessions").raise_for_status()
+    (opened,) = RecordingClient.opened
+    shared_pool = {
+        name: DEFAULT_POOL_SETTINGS[name] / 1000 for name in ("serverSelectionTimeoutMS", "connectTimeoutMS")
+    }
+    assert shared_pool == {"serverSelectionTimeoutMS": 5, "connectTimeoutMS": 5}
+    assert opened.options.server_selection_timeout == shared_pool["serverSelectionTimeoutMS"]
+    assert opened.options.pool_options.connect_timeout == shared_pool["connectTimeoutMS"]
+
+
+def test_request_bodies_are_bounded_in_size_and_nesting(
+    make_client: Callable[..., TestClient], mongo_db: Database[dict[str, Any]]
+) -> None:
+    client = make_client("plain")
+    chat(client, "s1", "hi")
+    before = stored_session(mongo_db, "s1")
+    as_json = {"content-type": "application/json"}
+
+    padding = b'{"message": "hi", "padding": "' + b"x" * chat_api.MAX_BODY_BYTES + b'"}'
+    too_large = client.post("/sessions/big/chat", content=padding, headers=as_json)
+    assert too_large.status_code == 413
+    assert too_large.json() == {"detail": "request body too large (at most 1,048,576 bytes)"}
+    chunked = client.post("/sessions/big/chat", content=iter([padding[:600_000], padding[600_000:]]), headers=as_json)
+    assert chunked.status_code == 413  # no Content-Length: counted as it arrives
+
+    for depth in (65, 1000, 100_000):
+        deep = b'{"message": "hi", "extra": ' + b"[" * depth + b"]" * depth + b"}"
+        refused = client.post("/sessions/deep/chat", content=deep, headers=as_json)
+        assert refused.status_code == 422, depth
+        assert refused.json() == {"detail": "body: JSON nested more than 64 levels deep"}
+
+    def nested(levels: int) -> bytes:
+        return b'{"metadata": {"a": ' + b"[" * levels + b"1" + b"]" * levels + b"}}"
+
+    assert client.put("/sessions/s1/metadata", content=nested(32), headers=as_json).status_code == 200
+    too_deep = client.put("/sessions/s1/metadata", content=nested(33), headers=as_json)
+    assert too_deep.status_code == 422
+    assert too_deep.json()["detail"] == "body.metadata: metadata.a is nested more than 32 levels deep"
+    brackets_in_text = b'{"metadata": {"b": "' + b"[{" * 1000 + b'\\"]"}}'
+    assert client.put("/sessions/s1/metadata", content=brackets_in_text, headers=as_json).status_code == 200
+
+    assert mongo_db["sessions"].count_documents({"_id": {"$in": ["ana/big", "ana/deep"]}}) == 0
+    stored = stored_session(mongo_db, "s1")
+    assert stored["metadata"]["b"] == "[{" * 1000 + '"]'
+    assert {key: value for key, value in stored.items() if key not in ("metadata", "updated_at", "revision")} == {
+        key: value for key, value in before.items() if key not in ("metadata", "updated_at", "revision")
+    }
+
+
+@pytest.mark.parametrize("number", [b"NaN", b"Infinity", b"-Infinity", b"1e400"])
+def test_metadata_numbers_must_be_finite(
+    make_client: Callable[..., TestClient], mongo_db: Database[dict[str, Any]], number: bytes
+) -> None:
+    client = make_client("plain")
+    chat(client, "s1", "hi")
+    body = b'{"metadata": {"ok": 1, "score": {"values": [1, ' + number + b"]}}}"
+    response = client.put("/sessions/s1/metadata", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 422
+    assert response.json() == {
+        "detail": "body.metadata: metadata.score.values[1] must be a finite number, not NaN or Infinity"
+    }
+    assert stored_session(mongo_db, "s1")["metadata"] == {}
 
 
 @pytest.mark.parametrize(
@@ -632,15 +860,16 @@ def test_an_unexpected_error_wrapped_by_strands_is_a_logged_500(caplog: pytest.L
     assert "a bug while storing the answer" in str(failure.exc_info[1])
 
 
-def conflicting_writer(
-    mongo_client: MongoClient[dict[str, Any]], database: str, session_id: str
-) -> Callable[..., Turn]:
-    """A responder that, while the model answers, lets another writer store the message the answer will need."""
+def conflicting_writer(mongo_client: MongoClient[dict[str, Any]], database: str, stored_id: str) -> Callable[..., Turn]:
+    """A responder that, while the model answers, lets another writer store the message the answer will need.
+
+    ``stored_id`` is the session's id in MongoDB (``<user>/<session id>``).
+    """
 
     def respond(messages: Messages) -> Turn:
         with MongoDBSessionRepository(client=mongo_client, database_name=database) as other_writer:
             other_writer.create_message(
-                session_id,
+                stored_id,
                 DEFAULT_AGENT_ID,
                 SessionMessage(message={"role": "assistant", "content": [{"text": "other"}]}, message_id=len(messages)),
             )
@@ -657,7 +886,7 @@ def test_a_conflict_while_storing_the_answer_is_409_not_500(
     mongo_db: Database[dict[str, Any]],
     kind: str,
 ) -> None:
-    responder = conflicting_writer(mongo_client, database_name, "raced")
+    responder = conflicting_writer(mongo_client, database_name, "ana/raced")
     client = make_client(kind, model_factory=lambda: ScriptedModel(fallback=responder))
     if kind == "plain":
         response = client.post("/sessions/raced/chat", json={"message": "hi"})
@@ -669,7 +898,57 @@ def test_a_conflict_while_storing_the_answer_is_409_not_500(
         assert events[-1][1]["status"] == 409
         detail = events[-1][1]["detail"]
     assert "Another turn of this session got there first" in detail
+    assert "in session 'raced'" in detail  # the id as the caller knows it, not as MongoDB stores it
+    assert "ana/" not in detail
     assert stored_texts(mongo_db, "raced") == [("user", "hi"), ("assistant", "other")]
+
+
+@pytest.mark.parametrize("kind", ["plain", "streaming"])
+def test_a_user_message_another_writer_stored_first_is_refused_before_anything_is_announced(
+    make_client: Callable[..., TestClient],
+    mongo_client: MongoClient[dict[str, Any]],
+    database_name: str,
+    mongo_db: Database[dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+    kind: str,
+) -> None:
+    """Another process stores the next message between this turn's resume and its user message: a plain 409.
+
+    The stream's ``start`` event says the user message is stored, so it is sent only once it is.
+    """
+    client = make_client(kind)
+    path = "/sessions/raced/chat" if kind == "plain" else "/sessions/raced/chat/stream"
+    assert client.post(path, json={"message": "first"}).status_code == 200
+    build_agent = chat_api.Sessions.new_agent
+
+    def resumed_then_overtaken(sessions: chat_api.Sessions, *args: Any, **kwargs: Any) -> Any:
+        agent = build_agent(sessions, *args, **kwargs)
+        with MongoDBSessionRepository(client=mongo_client, database_name=database_name) as other_process:
+            overtaking = SessionMessage(message={"role": "user", "content": [{"text": "from elsewhere"}]}, message_id=2)
+            other_process.create_message("ana/raced", DEFAULT_AGENT_ID, overtaking)
+        return agent
+
+    monkeypatch.setattr(chat_api.Sessions, "new_agent", resumed_then_overtaken)
+    response = client.post(path, json={"message": "lost"})
+
+    assert response.status_code == 409
+    assert response.headers["content-type"] == "application/json"
+    assert response.json()["detail"].startswith(
+        "message 2 of agent 'assistant' in session 'raced' was already written by another writer"
+    )
+    assert [text for _, text in stored_texts(mongo_db, "raced")][2:] == ["from elsewhere"]
+
+
+def test_messages_in_session_counts_the_whole_conversation_past_the_window(
+    make_client: Callable[..., TestClient],
+) -> None:
+    """Strands' sliding window keeps the last 40 messages in the Agent; the conversation has more."""
+    client = make_client("plain")
+    for turn in range(21):
+        answer = chat(client, "long", f"turn {turn}").json()
+    assert answer["user_message_id"] == 40
+    assert answer["metrics"]["messages_in_session"] == 42
+    assert client.get("/sessions/long/stats").json()["message_count"] == 42
 
 
 # -- expiry ------------------------------------------------------------------------------------------------------
@@ -802,7 +1081,7 @@ def test_streaming_turn_touches_mongodb_off_the_event_loop_thread(
 
 def wait_for_stored_user_message(mongo_db: Database[dict[str, Any]], session_id: str) -> None:
     deadline = time.monotonic() + 10
-    query = {"_id": session_id, f"agents.{DEFAULT_AGENT_ID}.messages.0": {"$exists": True}}
+    query = {"_id": f"ana/{session_id}", f"agents.{DEFAULT_AGENT_ID}.messages.0": {"$exists": True}}
     while mongo_db["sessions"].count_documents(query) == 0:
         assert time.monotonic() < deadline, "the first turn never stored its user message"
         time.sleep(0.01)
@@ -824,8 +1103,9 @@ def test_a_second_turn_while_one_is_running_gets_409_and_stores_nothing(
     first.join()
 
     assert second.status_code == 409
-    assert "already running" in second.json()["detail"]
-    assert other_user.status_code == 404  # not 409: a running turn in ana's session tells bob nothing
+    assert second.json()["detail"] == "a turn is in progress in session 'busy'; try again when it finishes"
+    assert other_user.status_code == 200  # bob's "busy" is a session of his own: ana's running turn is not in it
+    assert stored_texts(mongo_db, "busy", "bob")[0] == ("user", "bob's")
     assert responses[0].status_code == 200
     messages = stored_session(mongo_db, "busy")["agents"][DEFAULT_AGENT_ID]["messages"]
     assert [(m["message"]["role"], m["message"]["content"][0]["text"][:5]) for m in messages] == [
@@ -889,6 +1169,38 @@ def test_cors_allows_the_configured_origins_only(make_client: Callable[..., Test
     answer = custom.options("/sessions/s/chat/stream", headers={"Origin": "http://example.test:9000", **preflight})
     assert answer.headers["access-control-allow-origin"] == "http://example.test:9000"
     assert custom.options("/health", headers={"Origin": PLAYGROUND_ORIGIN, **preflight}).status_code == 400
+
+
+@pytest.mark.parametrize(
+    ("host", "origin", "allowed"),
+    [
+        ("192.168.1.5:18880", "http://192.168.1.5:8881", True),  # `make playground HOST=0.0.0.0`, from a phone
+        ("[fd00::5]:18880", "http://[fd00::5]:8881", True),
+        ("localhost:8880", "http://localhost:8881", True),
+        ("192.168.1.5:18880", "http://192.168.1.6:8881", False),  # another machine's page
+        ("192.168.1.5:18880", "http://192.168.1.5:8882", False),  # another port
+        ("192.168.1.5:18880", "http://192.168.1.5", False),
+        ("rebound.example:18880", "http://rebound.example:8881", False),  # a name DNS could point anywhere
+        ("192.168.1.5:18880", "http://192.168.1.5:notaport", False),
+    ],
+)
+def test_cors_lets_in_the_playground_page_on_the_address_the_api_is_reached_at(
+    make_client: Callable[..., TestClient], host: str, origin: str, allowed: bool
+) -> None:
+    client = make_client("streaming", playground_port=8881)
+    preflight = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type,x-user-id"}
+    answer = client.options("/sessions/s/chat/stream", headers={"Host": host, "Origin": origin, **preflight})
+    simple = client.get("/health", headers={"Host": host, "Origin": origin})
+    if allowed:
+        assert answer.status_code == 200
+        assert answer.headers["access-control-allow-origin"] == origin
+        assert simple.headers["access-control-allow-origin"] == origin
+    else:
+        assert answer.status_code == 400
+        assert "access-control-allow-origin" not in simple.headers
+    without = make_client("streaming", "client-per-request")  # no playground_port: the listed origins only
+    refused = without.options("/sessions/s/chat/stream", headers={"Host": host, "Origin": origin, **preflight})
+    assert refused.status_code == (200 if origin in example_fastapi_streaming.PLAYGROUND_ORIGINS else 400)
 
 
 # -- the command line ----------------------------------------------------------------------------------
