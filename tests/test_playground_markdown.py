@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from chat_api import MAX_MESSAGE_CHARACTERS
 from chromium import PLAYGROUND, chromium, needs_chromium
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Page
+    from playwright.sync_api import Browser, Page
 
 pytestmark = needs_chromium
 
@@ -132,17 +133,29 @@ INSPECT = """(source) => {
 
 
 @pytest.fixture(scope="module")
-def renderer() -> Iterator[tuple[Page, list[str]]]:
-    """A blank page with only markdown.js loaded; the list collects dialogs and page errors."""
+def browser() -> Iterator[Browser]:
+    with chromium() as launched:
+        yield launched
+
+
+def renderer_page(browser: Browser, problems: list[str]) -> Page:
+    """A blank page with only markdown.js loaded; ``problems`` collects dialogs and page errors."""
+    page = browser.new_page()
+    page.on("dialog", lambda dialog: (problems.append(f"dialog: {dialog.message}"), dialog.dismiss()))
+    page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+    page.set_content('<!doctype html><html><body><div id="out"></div></body></html>')
+    page.add_script_tag(path=str(PLAYGROUND / "markdown.js"))
+    page.evaluate("() => { window.alert = () => { throw new Error('alert called'); }; }")
+    return page
+
+
+@pytest.fixture(scope="module")
+def renderer(browser: Browser) -> Iterator[tuple[Page, list[str]]]:
+    """One renderer page for the module's cases, and what went wrong in it."""
     problems: list[str] = []
-    with chromium() as browser:
-        page = browser.new_page()
-        page.on("dialog", lambda dialog: (problems.append(f"dialog: {dialog.message}"), dialog.dismiss()))
-        page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
-        page.set_content('<!doctype html><html><body><div id="out"></div></body></html>')
-        page.add_script_tag(path=str(PLAYGROUND / "markdown.js"))
-        page.evaluate("() => { window.alert = () => { throw new Error('alert called'); }; }")
-        yield page, problems
+    page = renderer_page(browser, problems)
+    yield page, problems
+    page.close()
 
 
 @pytest.mark.parametrize(("source", "html"), RENDERED, ids=[repr(source)[:40] for source, _ in RENDERED])
@@ -197,3 +210,103 @@ def test_unclosed_delimiters_by_the_thousand_render_as_text(renderer: tuple[Page
             (unit) => ChatMarkdown.render(unit.repeat(20000)).textContent.length)"""
     )
     assert sizes == [len(unit) * 20000 for unit in ("*a ", "[", "<https:", "a_", "**b ", "h ", "[a](")]
+
+
+# -- adversarial answers ------------------------------------------------------------------------------------
+
+GUARD_MS = 5_000
+"""How long one adversarial case may take before it counts as a hang: a hang detector, not a performance
+claim (each case renders in milliseconds; the backtracking renderer this replaces needed minutes for some)."""
+
+
+def largest(prefix: str, unit: str, suffix: str = "") -> str:
+    """``prefix``, ``unit`` repeated, ``suffix``: exactly as long as the longest message the API accepts."""
+    room = MAX_MESSAGE_CHARACTERS - len(prefix) - len(suffix)
+    return prefix + (unit * (room // len(unit) + 1))[:room] + suffix
+
+
+def growing_backtick_runs() -> str:
+    runs, length = [], 1
+    while sum(map(len, runs)) + length + 1 <= MAX_MESSAGE_CHARACTERS:
+        runs.append("`" * length + " ")
+        length += 1
+    return largest("".join(runs), "a")
+
+
+ADVERSARIAL = {
+    "heading: # then tabs then U+2028": largest("#", "\t", "\u2028"),
+    "heading: # then spaces then U+2029": largest("#", " ", "\u2029"),
+    "heading: # then blanks then a closing #x": largest("# ", " \t", "#x"),
+    "headings: lines of # and tabs": largest("", "#" + "\t" * 50 + "\u2028\n"),
+    "list item: - then spaces then U+2028": largest("-", " ", "\u2028"),
+    "list item: 1. then tabs then U+2028": largest("1.", "\t", "\u2028"),
+    "list item: indentation, no marker": largest("", " ", "x"),
+    "continuation lines of blanks then U+2028": largest("- a\n", " " * 30 + "\u2028\n"),
+    "blank lines between paragraphs": largest("a", "\n", "b"),
+    "blank lines between list items": largest("- a", "\n", "- b"),
+    "lines of spaces between list items": largest("- a\n", " \n", "- b"),
+    "fence: backticks, spaces, a backtick": largest("```", " ", "`"),
+    "fence: an info string of words": largest("```", " a", "`"),
+    "fence: never closed": largest("```\n", "x\n"),
+    "emphasis: *a": largest("", "*a"),
+    "emphasis: _a_": largest("", "_a_ "),
+    "emphasis: **a*": largest("", "**a*"),
+    "emphasis: stars only": largest("", "*"),
+    "code spans: runs of growing length": growing_backtick_runs(),
+    "links: open brackets": largest("", "["),
+    "links: labels with unclosed addresses": largest("", "[a]("),
+    "links: a target of spaces": largest("[a](https://x.example", " ", ")"),
+    "links: unclosed angle addresses": largest("", "<https:"),
+    "bare address: trailing dots": largest("http://a", ".", "x"),
+    "bare addresses: unsafe ones": largest("", "https://x/h\u0001"),
+    "backslash escapes": largest("", "\\*"),
+}
+
+RENDER_LATER = """(source) => {
+    window.rendered = null;
+    setTimeout(() => {
+        const box = document.createElement('div');
+        box.append(ChatMarkdown.render(source));
+        window.rendered = {text: box.textContent.length, elements: box.querySelectorAll('*').length};
+    }, 0);
+}"""
+
+
+@pytest.mark.parametrize("source", ADVERSARIAL.values(), ids=ADVERSARIAL.keys())
+def test_an_adversarial_answer_of_the_largest_size_renders(browser: Browser, source: str) -> None:
+    """Every line kind, delimiter and address scan on inputs built to make a backtracking renderer hang.
+
+    Each case runs on a page of its own, so a hang fails that case only (the page is closed after it).
+    """
+    assert len(source) == MAX_MESSAGE_CHARACTERS
+    problems: list[str] = []
+    page = renderer_page(browser, problems)
+    try:
+        page.evaluate(RENDER_LATER, source)
+        page.wait_for_function("() => window.rendered !== null", timeout=GUARD_MS)
+        rendered = page.evaluate("() => window.rendered")
+    finally:
+        page.close()
+    assert 0 < rendered["text"] <= len(source)
+    assert problems == []
+
+
+def test_blank_lines_before_a_list_item_keep_the_list_open(renderer: tuple[Page, list[str]]) -> None:
+    """The single pass over blank lines still looks at the line after them."""
+    page, _ = renderer
+    html = page.evaluate(RENDER, "- a" + "\n" * 5000 + "- b\n\n\nafter")
+    assert html == "<ul><li>a</li><li>b</li></ul><p>after</p>"
+
+
+def test_an_answer_of_a_quarter_of_a_million_inline_nodes_renders(renderer: tuple[Page, list[str]]) -> None:
+    """Inline nodes are appended one by one: spreading them into one call overflows the stack past ~100,000."""
+    page, problems = renderer
+    emphasised = page.evaluate(
+        """() => {
+            const box = document.createElement('div');
+            box.append(ChatMarkdown.render('*a'.repeat(250000)));
+            return box.querySelectorAll('em').length;
+        }"""
+    )
+    assert emphasised == 125_000
+    assert problems == []
