@@ -188,6 +188,28 @@ class TurnInProgressError(Exception):
         super().__init__(f"a turn is in progress in session {session_id!r}; try again when it finishes")
 
 
+class NothingToRetryError(Exception):
+    """A retry was asked for, but the session's last message is not an unanswered user message with that text."""
+
+    def __init__(self) -> None:
+        super().__init__("nothing to retry: the last message of the session is not this message waiting for an answer")
+
+
+def turn_prompt(agent: Agent, request: ChatRequest) -> str | None:
+    """What the turn gives the Agent: the message, or None to answer the stored one (``request.retry``).
+
+    Raises :class:`NothingToRetryError` when a retry finds no unanswered user message with the same text last.
+    """
+    if not request.retry:
+        return request.message
+    last = agent.messages[-1] if agent.messages else None
+    if last is None or last["role"] != "user" or not all("text" in block for block in last["content"]):
+        raise NothingToRetryError()
+    if "".join(block["text"] for block in last["content"]) != request.message:
+        raise NothingToRetryError()
+    return None
+
+
 class Sessions:
     """Session managers and repositories for the endpoints, scoped to one user, in the chosen connection mode.
 
@@ -372,6 +394,12 @@ class ChatRequest(BaseModel):
         strict=True,
         description="create the session if it does not exist (false: 404 instead, e.g. when it was deleted meanwhile)",
     )
+    retry: bool = Field(
+        default=False,
+        strict=True,
+        description="answer the session's last message, a stored user message with this text that got no answer "
+        "(its turn failed after storing it), instead of storing the message again; 409 if there is no such message",
+    )
 
 
 class MetadataUpdate(BaseModel):
@@ -506,7 +534,7 @@ def error_status(error: BaseException, user_id: str | None = None) -> tuple[int,
         status, detail = 422, str(error)
     elif isinstance(error, SessionNotFoundError):
         status, detail = 404, str(error)
-    elif isinstance(error, TurnInProgressError):
+    elif isinstance(error, TurnInProgressError | NothingToRetryError):
         status, detail = 409, str(error)
     elif isinstance(error, SessionConflictError | StaleAgentError):
         status, detail = 409, f"{error}. Another turn of this session got there first; reload the history and retry."
@@ -536,6 +564,7 @@ HANDLED_ERRORS: tuple[type[Exception], ...] = (
     InvalidArgumentError,
     SessionNotFoundError,
     TurnInProgressError,
+    NothingToRetryError,
     SessionConflictError,
     StaleAgentError,
     SessionExistsError,

@@ -24,12 +24,14 @@ Run it (offline by default: ScriptedModel and an embedded SecantusDB under ``.da
     curl localhost:8000/sessions/demo/history -H 'X-User-Id: bob'   # 404: bob has no "demo"
 
 Endpoints: ``POST /sessions/{id}/chat`` (``{"message": ..., "create": false}`` answers 404 instead
-of creating a session that does not exist); ``GET /sessions?limit=&cursor=`` (the caller's sessions,
-newest first; pass ``next_cursor`` back for the next page); ``PATCH /sessions/{id}`` (the title);
-``DELETE /sessions/{id}``; ``POST /sessions/{id}/fork`` with ``{"up_to_message_id": n}`` (returns
-the new session's id); ``GET /sessions/{id}/export`` (a JSON download); ``GET /sessions/{id}/history``;
-``GET|PUT|DELETE /sessions/{id}/metadata`` (PUT is a partial update, DELETE takes ``?keys=a&keys=b``);
-``GET /sessions/{id}/stats``; ``GET /stats`` (connections) and ``GET /health``.
+of creating a session that does not exist; ``"retry": true`` answers the stored last message, one
+whose turn failed after storing it, instead of storing it twice); ``GET /sessions?limit=&cursor=``
+(the caller's sessions, newest first; pass ``next_cursor`` back for the next page); ``PATCH
+/sessions/{id}`` (the title); ``DELETE /sessions/{id}``; ``POST /sessions/{id}/fork`` with
+``{"up_to_message_id": n}`` (returns the new session's id); ``GET /sessions/{id}/export`` (a JSON
+download); ``GET /sessions/{id}/history``; ``GET|PUT|DELETE /sessions/{id}/metadata`` (PUT is a
+partial update, DELETE takes ``?keys=a&keys=b``); ``GET /sessions/{id}/stats``; ``GET /stats``
+(connections) and ``GET /health``.
 Errors: 401 without ``X-User-Id``; 422 (with a short message) for an invalid id, user, title,
 cursor or body; 404 for a session the caller cannot see; 409 when a turn is sent to a session that
 is still answering the previous one; 413 for a body over 1 MiB; 503 when MongoDB is unreachable.
@@ -48,7 +50,7 @@ from typing import Any
 from fastapi import FastAPI
 
 import failures
-from chat_api import ChatRequest, ConnectionMode, ModelFactory, Sessions, User, new_app, serve
+from chat_api import ChatRequest, ConnectionMode, ModelFactory, Sessions, User, new_app, serve, turn_prompt
 from chat_messages import next_message_id, turn_metrics
 
 
@@ -71,10 +73,11 @@ def create_app(
     def chat(session_id: str, request: ChatRequest, user: User) -> dict[str, Any]:
         """One turn: a new Agent resumes the caller's session from MongoDB, answers, and stores the messages."""
         started = time.monotonic()
-        with sessions.turn(session_id, user, create=request.create) as manager:
+        with sessions.turn(session_id, user, create=request.create and not request.retry) as manager:
             agent = sessions.new_agent(manager, model_factory())
-            user_message_id = next_message_id(agent)
-            result = agent(request.message)
+            prompt = turn_prompt(agent, request)
+            user_message_id = next_message_id(agent) - (1 if prompt is None else 0)
+            result = agent(prompt)
         return {
             "session_id": session_id,
             "user_message_id": user_message_id,

@@ -28,6 +28,9 @@ The stream (``text/event-stream``)::
     event: done
     data: {"metrics": {"usage": {"inputTokens": 30, ...}, "model_latency_ms": 100, "duration_ms": 1830.2, ...}}
 
+``{"message": ..., "retry": true}`` answers the session's last message when its turn failed after
+storing it (``start`` then comes at once), instead of storing it a second time.
+
 A failure after the stream started arrives as ``event: error`` with ``{"status", "detail"}`` (the
 user message is stored by then; the answer is not); failures before it (no user, invalid session
 id, another user's session, MongoDB unreachable) are plain HTTP errors and store nothing.
@@ -93,6 +96,7 @@ from chat_api import (
     new_app,
     serve,
     stored_session_id,
+    turn_prompt,
 )
 from chat_messages import next_message_id, tool_events, turn_metrics
 
@@ -209,20 +213,24 @@ def create_app(
         expose_headers=["Content-Disposition"],
     )
 
-    def start_turn(session_id: str, user: str, create: bool) -> tuple[ExitStack, Agent]:
+    def start_turn(session_id: str, user: str, request: ChatRequest) -> tuple[ExitStack, Agent, str | None]:
         """In a worker thread: claim the session, open a manager (reads or creates it), build an Agent resuming it.
 
-        The returned stack releases the manager and the claim; :func:`run_turn` closes it when the turn ends.
+        Also returns the prompt (None: answer the stored message, a retry). The returned stack releases
+        the manager and the claim; :func:`run_turn` closes it when the turn ends.
         """
         turn = ExitStack()
         try:
-            manager = turn.enter_context(sessions.turn(session_id, user, create=create))  # 409 if a turn is running
-            return turn, sessions.new_agent(manager, model_factory())
+            manager = turn.enter_context(
+                sessions.turn(session_id, user, create=request.create and not request.retry)
+            )  # 409: one running
+            agent = sessions.new_agent(manager, model_factory())
+            return turn, agent, turn_prompt(agent, request)
         except BaseException:
             turn.close()
             raise
 
-    def run_turn(turn: ExitStack, agent: Agent, prompt: str, started: float, user: str, emit: Any) -> None:
+    def run_turn(turn: ExitStack, agent: Agent, prompt: str | None, started: float, user: str, emit: Any) -> None:
         """In a worker thread: stream the answer on this thread's own event loop, emitting events."""
         first_chunk: float | None = None
 
@@ -257,7 +265,7 @@ def create_app(
         ``chunk``/``tool_use``/``tool_result``..., then ``done`` or ``error``."""
         started = time.monotonic()
         stored_session_id(user, session_id)  # 422 for an invalid id, before any work
-        turn, agent = await run_in_threadpool(start_turn, session_id, user, request.create)
+        turn, agent, prompt = await run_in_threadpool(start_turn, session_id, user, request)
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Event | None] = asyncio.Queue()
 
@@ -267,10 +275,13 @@ def create_app(
         opening = {
             "session_id": session_id,
             "restored_messages": len(agent.messages),
-            "user_message_id": next_message_id(agent),
+            "user_message_id": next_message_id(agent) - (1 if prompt is None else 0),
         }
-        announce_when_stored(agent, lambda: emit(("start", opening)))
-        worker = loop.run_in_executor(turn_threads, run_turn, turn, agent, request.message, started, user, emit)
+        if prompt is None:  # a retry: the user message is stored already
+            emit(("start", opening))
+        else:
+            announce_when_stored(agent, lambda: emit(("start", opening)))
+        worker = loop.run_in_executor(turn_threads, run_turn, turn, agent, prompt, started, user, emit)
 
         first = await queue.get()
         if first is None or first[0] != "start":  # the user message was not stored: nothing was

@@ -1133,6 +1133,43 @@ def test_streaming_errors(make_client: Callable[..., TestClient], mongo_db: Data
     assert [m["message"]["role"] for m in messages] == ["user"]
 
 
+@pytest.mark.parametrize("kind", ["plain", "streaming"])
+def test_retry_answers_the_stored_unanswered_message_without_storing_it_twice(
+    make_client: Callable[..., TestClient], mongo_db: Database[dict[str, Any]], kind: str
+) -> None:
+    first_model = [ScriptedModel([Raise(RuntimeError("model down"))])]  # then the usual answers
+    client = make_client(kind, "client-per-request", model_factory=lambda: (first_model or [scripted()()]).pop())
+    path = "/sessions/again/chat" if kind == "plain" else "/sessions/again/chat/stream"
+    failing = TestClient(client.app, headers=ANA, raise_server_exceptions=False)
+    failed = failing.post(path, json={"message": "first try"})
+    assert failed.status_code == (500 if kind == "plain" else 200)
+    assert stored_texts(mongo_db, "again") == [("user", "first try")]  # stored, unanswered
+
+    # Only the stored message itself can be retried.
+    other = client.post(path, json={"message": "another text", "retry": True})
+    assert other.status_code == 409
+    assert other.json()["detail"].startswith("nothing to retry")
+    assert stored_texts(mongo_db, "again") == [("user", "first try")]
+
+    retried = client.post(path, json={"message": "first try", "retry": True, "create": False})
+    assert retried.status_code == 200
+    if kind == "plain":
+        assert retried.json()["user_message_id"] == 0
+        assert retried.json()["answer"].startswith('You said: "first try".')
+    else:
+        events = sse_events(retried.text)
+        assert events[0] == ("start", {"session_id": "again", "restored_messages": 1, "user_message_id": 0})
+        assert events[-1][0] == "done"
+    texts = stored_texts(mongo_db, "again")
+    assert [role for role, _ in texts] == ["user", "assistant"]
+    assert texts[0] == ("user", "first try")
+
+    # Answered now: nothing to retry any more, and a retry never creates a session.
+    assert client.post(path, json={"message": "first try", "retry": True}).status_code == 409
+    assert client.post(path.replace("again", "never"), json={"message": "x", "retry": True}).status_code == 404
+    assert mongo_db["sessions"].count_documents({"_id": "ana/never"}) == 0
+
+
 def test_streaming_app_shares_metadata_endpoints(make_client: Callable[..., TestClient]) -> None:
     client = make_client("streaming")
     client.post("/sessions/panel/chat/stream", json={"message": "hi"}).raise_for_status()
