@@ -1,36 +1,39 @@
 """The chat playground in a real headless browser (Debian's chromium driven by Playwright).
 
 examples/example_fastapi_streaming.py runs as a subprocess (its real command line) against the test
-server; examples/playground/chat/ is served by a static server on another loopback port. The
-tests use the page as a person would and check what it shows and what MongoDB stores: users
-isolated from each other, the sidebar (pages, switch, rename, delete), streamed Markdown answers
-with tool calls and metrics, edit-and-resend forks, inert HTML, the backend going away and coming
-back, the ?backend= override, and a 390 px wide screen. Every state reached is screenshotted
-under test-artifacts/playground/ (git-ignored).
+server; examples/playground/chat/ is served by the playground's own static server
+(examples/playground_server.py, naming the backend's port) on another loopback port. The tests use
+the page as a person would and check what it shows and what MongoDB stores (the app stores user
+``u``'s session ``s`` as ``u/s``): users isolated from each other, the sidebar (pages, switch,
+rename, delete), streamed Markdown answers with tool calls and metrics, leaving a conversation while
+it streams, edit-and-resend forks, inert HTML, a conversation deleted elsewhere, the backend going
+away and coming back (or refusing the page), the ?backend= override, long metadata, the message
+limit, and a 390 px wide screen. Every state reached is screenshotted under
+test-artifacts/playground/ (git-ignored).
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import re
 import threading
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlparse
 
 import pytest
+from playground_server import playground_server
 from pymongo import MongoClient
 from strands import Agent
 
 from mongodb_session_manager import MongoDBSessionManager
 
-from chat_api import DEFAULT_AGENT_ID
-from chromium import ARTIFACTS, PLAYGROUND, chromium, needs_chromium
+from chat_api import DEFAULT_AGENT_ID, MAX_MESSAGE_CHARACTERS
+from chromium import ARTIFACTS, chromium, needs_chromium
 from example_processes import free_port, run_example, stop, wait_until_up
 from scripted_model import ScriptedModel
 
@@ -58,15 +61,10 @@ PLACEHOLDERS_THAT_DO_NOT_FIT = """() => {
 }"""
 
 
-class QuietHandler(SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-@pytest.fixture(scope="module")
-def static_server() -> Iterator[str]:
-    """The playground directory over HTTP on a free loopback port."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(PLAYGROUND)))
+@contextmanager
+def serving_playground(backend_port: int) -> Iterator[str]:
+    """The playground's static server on a free loopback port, naming ``backend_port`` as the page's backend."""
+    server = playground_server("127.0.0.1", 0, backend_port, quiet=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -74,6 +72,18 @@ def static_server() -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture(scope="module")
+def backend_port() -> int:
+    return free_port()
+
+
+@pytest.fixture(scope="module")
+def static_server(backend_port: int) -> Iterator[str]:
+    """The page, whose default backend is the module's backend (``backend_port`` on the page's host)."""
+    with serving_playground(backend_port) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -95,12 +105,11 @@ def start_backend(mongodb_uri: str, database: str, static_server: str, port: int
 
 
 @pytest.fixture(scope="module")
-def backend(mongodb_uri: str, chat_database: str, static_server: str) -> Iterator[str]:
+def backend(mongodb_uri: str, chat_database: str, static_server: str, backend_port: int) -> Iterator[str]:
     """The streaming example, started from its command line, allowing the static server's origin."""
-    port = free_port()
-    process = start_backend(mongodb_uri, chat_database, static_server, port)
+    process = start_backend(mongodb_uri, chat_database, static_server, backend_port)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{backend_port}"
     finally:
         stop(process)
 
@@ -118,6 +127,11 @@ def sessions(mongo_client: MongoClient[dict[str, Any]], chat_database: str) -> A
 
 def unique_user(name: str) -> str:
     return f"{name}-{uuid.uuid4().hex[:6]}"
+
+
+def stored(sessions: Any, user: str, session_id: str) -> Any:
+    """``user``'s session ``session_id`` as MongoDB holds it (under ``<user>/<session_id>``), or None."""
+    return sessions.find_one({"_id": f"{user}/{session_id}"})
 
 
 @dataclass
@@ -271,7 +285,7 @@ def test_streamed_markdown_answers_tool_calls_metrics_metadata_and_reload(
     tab.expect("#conversation-title").to_have_text("Hello <b>playground</b> **bold**")
     tab.expect("#session-list .session").to_have_count(1)
     tab.expect("#session-list .session .title").to_have_text("Hello <b>playground</b> **bold**")
-    tab.expect("#session-list .session .when").to_have_text("just now · 2 messages")
+    tab.expect("#session-list .session .when").to_have_text("updated just now · 2 messages")
 
     # Turn 2 calls the tool: a collapsed block with the call and its result, then the answer.
     second = tab.send("count the letters in strawberry")
@@ -296,11 +310,13 @@ def test_streamed_markdown_answers_tool_calls_metrics_metadata_and_reload(
     tab.page.fill("#metadata-key", "topic")
     tab.page.fill("#metadata-value", "browser test")
     tab.page.click("#metadata-form button[type=submit]")
-    tab.expect("#metadata").to_contain_text("topicbrowser test")
+    tab.expect("#metadata dt").to_have_text(["topic"])
+    tab.expect("#metadata dd").to_have_text(["browser test"])
     tab.page.fill("#metadata-key", "priority")
     tab.page.fill("#metadata-value", "2")
     tab.page.click("#metadata-form button[type=submit]")
-    tab.expect("#metadata").to_contain_text("priority2")
+    tab.expect("#metadata dt").to_have_text(["topic", "priority"])
+    tab.expect("#metadata dd").to_have_text(["browser test", "2"])
 
     # Reload: the same session (from the address), restored from MongoDB with the same per-turn metrics.
     tab.page.reload()
@@ -321,7 +337,8 @@ def test_streamed_markdown_answers_tool_calls_metrics_metadata_and_reload(
     assert restored_tool.get_attribute("open") is None
     expect(restored_tool.locator("summary")).to_have_text("Tool call count_characters · done")
     expect(restored_tool.locator("pre.result")).to_have_text("10 characters, 10 letters, 1 word")
-    tab.expect("#metadata").to_contain_text("topicbrowser test")
+    tab.expect("#metadata dt").to_have_text(["topic", "priority"])
+    tab.expect("#metadata dd").to_have_text(["browser test", "2"])
     expect(stats).to_contain_text("input tokens90")
     tab.expect("#status").to_contain_text("restored 6 messages")
     tab.shot("03-restored-after-reload")
@@ -334,7 +351,7 @@ def test_streamed_markdown_answers_tool_calls_metrics_metadata_and_reload(
     exported = json.loads(Path(download.path()).read_text())
     assert "count the letters in strawberry" in json.dumps(exported)
 
-    document = sessions.find_one({"_id": session_id})
+    document = stored(sessions, user, session_id)
     assert document["user_id"] == user
     assert document["metadata"] == {"topic": "browser test", "priority": 2}
     assert messages_of(document) == [
@@ -379,7 +396,7 @@ def test_two_users_never_see_each_others_sessions(open_tab: Callable[..., ChatPa
     alice_tab.expect("#session-list .session .title").to_have_text(["Alice's own plans"])
     alice_tab.expect("#messages .message.user .text").to_have_text(["Alice's own plans"])
 
-    assert messages_of(sessions.find_one({"_id": bob_session}))[0] == ("user", "Bob's private notes")
+    assert messages_of(stored(sessions, bob, bob_session))[0] == ("user", "Bob's private notes")
     assert sessions.count_documents({"user_id": alice}) == 1
     assert sessions.count_documents({"user_id": bob}) == 1
 
@@ -388,11 +405,13 @@ def test_two_users_never_see_each_others_sessions(open_tab: Callable[..., ChatPa
 
 
 def seed_conversations(client: MongoClient[dict[str, Any]], database: str, user: str, count: int) -> list[str]:
-    """``count`` one-turn conversations of ``user``, stored through the library; oldest first."""
+    """``count`` one-turn conversations of ``user``, stored through the library as the app does; oldest first."""
     session_ids = []
     for number in range(count):
         session_id = f"seeded-{user}-{number:02d}"
-        with MongoDBSessionManager(session_id, client=client, database_name=database, user_id=user) as manager:
+        with MongoDBSessionManager(
+            f"{user}/{session_id}", client=client, database_name=database, user_id=user
+        ) as manager:
             agent = Agent(
                 model=ScriptedModel.echo(), agent_id=DEFAULT_AGENT_ID, session_manager=manager, callback_handler=None
             )
@@ -441,7 +460,7 @@ def test_sidebar_pages_on_scroll_switches_renames_and_deletes(
     tab.expect("#session-list .session .title").to_have_count(25)
     expect(tab.page.locator("#session-list .session .title").nth(0)).to_have_text("Renamed in the browser")
     tab.expect("#conversation-title").to_have_text("Renamed in the browser")
-    assert sessions.find_one({"_id": seeded[7]})["title"] == "Renamed in the browser"
+    assert stored(sessions, user, seeded[7])["title"] == "Renamed in the browser"
     # Escape cancels a rename.
     other = tab.page.locator(".session", has_text="Seeded question 03")
     other.hover()
@@ -449,7 +468,7 @@ def test_sidebar_pages_on_scroll_switches_renames_and_deletes(
     tab.page.fill(".session .rename-input", "never saved")
     tab.page.press(".session .rename-input", "Escape")
     tab.expect(".session .rename-input").to_have_count(0)
-    assert "title" not in sessions.find_one({"_id": seeded[3]})
+    assert "title" not in stored(sessions, user, seeded[3])
 
     # Delete asks first; Cancel keeps the conversation, Delete removes it from the list and MongoDB.
     victim = tab.page.locator(".session", has_text="Seeded question 03")
@@ -464,14 +483,14 @@ def test_sidebar_pages_on_scroll_switches_renames_and_deletes(
     tab.page.click(".session .confirm button.danger")
     tab.expect("#session-list .session").to_have_count(24)
     assert "Seeded question 03" not in tab.sidebar_titles()
-    assert sessions.find_one({"_id": seeded[3]}) is None
+    assert stored(sessions, user, seeded[3]) is None
 
     # Deleting the open conversation leaves a new chat.
     tab.page.locator('.session[aria-current="true"] button.delete').click()
     tab.page.click(".session .confirm button.danger")
     tab.expect("#conversation-title").to_have_text("New chat")
     tab.expect("#session-list .session").to_have_count(23)
-    assert sessions.find_one({"_id": seeded[7]}) is None
+    assert stored(sessions, user, seeded[7]) is None
     assert sessions.count_documents({"user_id": user}) == 23
 
 
@@ -487,7 +506,7 @@ def test_edit_and_resend_forks_the_conversation_and_keeps_the_original(
     first = tab.send("First question")
     tab.send("Second question")
     original = tab.session_id()
-    stored_before = sessions.find_one({"_id": original})
+    stored_before = stored(sessions, user, original)
 
     second_user = tab.page.locator(".message.user").nth(1)
     second_user.locator("button.edit").click()
@@ -512,8 +531,8 @@ def test_edit_and_resend_forks_the_conversation_and_keeps_the_original(
     tab.shot("09-edited-in-a-fork")
 
     # The original is intact, and listed; the fork holds the first turn and the edited one.
-    assert sessions.find_one({"_id": original}) == stored_before
-    fork_document = sessions.find_one({"_id": fork})
+    assert stored(sessions, user, original) == stored_before
+    fork_document = stored(sessions, user, fork)
     assert fork_document["user_id"] == user
     assert messages_of(fork_document) == [
         ("user", "First question"),
@@ -541,7 +560,8 @@ def test_html_and_script_links_from_user_and_model_render_inert(
         "[click me](javascript:alert('xss')) [safe](https://example.com/safe)"
     )
     tab = open_tab()
-    tab.open(unique_user("xss"))
+    user = unique_user("xss")
+    tab.open(user)
     answer = tab.send(payload)
     assert payload in answer  # ScriptedModel returns the payload inside its answer
 
@@ -564,23 +584,35 @@ def test_html_and_script_links_from_user_and_model_render_inert(
     tab.page.reload()  # the restored history goes through the same renderer
     tab.expect(".message").to_have_count(2)
     assert_inert()
-    assert messages_of(sessions.find_one({"_id": tab.session_id()}))[0] == ("user", payload)
+    assert messages_of(stored(sessions, user, tab.session_id()))[0] == ("user", payload)
 
 
 # -- the backend away and back ------------------------------------------------------------------------------
 
 
 def test_unreachable_backend_shows_a_banner_failed_sends_retry_and_it_recovers(
-    browser: Browser, static_server: str, mongodb_uri: str, chat_database: str, sessions: Any
+    browser: Browser, mongodb_uri: str, chat_database: str, sessions: Any
 ) -> None:
     port = free_port()
     backend = f"http://127.0.0.1:{port}"
-    process = start_backend(mongodb_uri, chat_database, static_server, port)
-    context = browser.new_context(viewport={"width": 1280, "height": 860})
-    tab = ChatPage(context.new_page(), static_server, backend)
-    tab.page.on("pageerror", lambda error: tab.problems.append(str(error)))
+    with serving_playground(port) as static_server:
+        process = start_backend(mongodb_uri, chat_database, static_server, port)
+        context = browser.new_context(viewport={"width": 1280, "height": 860})
+        tab = ChatPage(context.new_page(), static_server, backend)
+        tab.page.on("pageerror", lambda error: tab.problems.append(str(error)))
+        try:
+            outage_during(tab, process, mongodb_uri, chat_database, sessions)
+        finally:
+            context.close()
+            stop(process)
+
+
+def outage_during(tab: ChatPage, process: Any, mongodb_uri: str, chat_database: str, sessions: Any) -> None:
+    """The page through the backend's stop and restart (the test above)."""
+    backend, port, static_server = tab.backend, int(tab.backend.rsplit(":", 1)[1]), tab.static_server
+    user = unique_user("outage")
     try:
-        tab.open(unique_user("outage"))
+        tab.open(user, backend=None)  # the page's default backend: the one its server names
         tab.send("Before the outage")
         session_id = tab.session_id()
         tab.expect("#banner").to_be_hidden()
@@ -615,50 +647,83 @@ def test_unreachable_backend_shows_a_banner_failed_sends_retry_and_it_recovers(
         )
         tab.expect(".message.user[data-state=failed]").to_have_count(0)
         tab.shot("13-backend-back-and-retried")
-        assert [text for role, text in messages_of(sessions.find_one({"_id": session_id})) if role == "user"] == [
+        assert [text for role, text in messages_of(stored(sessions, user, session_id)) if role == "user"] == [
             "Before the outage",
             "During the outage",
         ]
         assert tab.problems == []
     finally:
-        context.close()
         stop(process)
 
 
 # -- ?backend= and narrow screens --------------------------------------------------------------------------------
 
 
-def test_backend_in_the_address_is_for_that_visit_only(open_tab: Callable[..., ChatPage]) -> None:
+@pytest.fixture
+def other_backend(mongo_client: MongoClient[dict[str, Any]], mongodb_uri: str, static_server: str) -> Iterator[str]:
+    """A second chat server, on a database of its own: another backend than the page's default."""
+    database = f"t_playground_other_{uuid.uuid4().hex[:8]}"
+    port = free_port()
+    process = start_backend(mongodb_uri, database, static_server, port)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop(process)
+        mongo_client.drop_database(database)
+
+
+def test_backend_in_the_address_is_named_and_keeps_its_own_user_and_conversations(
+    open_tab: Callable[..., ChatPage], other_backend: str, sessions: Any
+) -> None:
     tab = open_tab()
-    user = unique_user("override")
+    home_user, visitor = unique_user("home"), unique_user("visitor")
     # What the old page left behind: a ?backend= remembered forever, pointing at a dead server.
     tab.open(backend=None)
     tab.page.evaluate(
         "(user) => { localStorage.setItem('chatPlayground.backend', 'http://127.0.0.1:9'); "
         "localStorage.setItem('chatPlayground.user', user); }",
-        user,
+        home_user,
     )
     tab.open(backend=None)
-    tab.expect("#backend-url").to_have_text("http://127.0.0.1:8880")  # the default: this page's host, port 8880
-    tab.expect("#backend-reset").to_be_hidden()
+    tab.expect("#backend-url").to_have_text(tab.backend)  # the default: the port the page's server names
+    tab.expect("#backend-notice").to_be_hidden()
     assert tab.page.evaluate("() => localStorage.getItem('chatPlayground.backend')") is None
+    tab.expect("#user-name").to_have_text(home_user)
+    tab.send("At home")
+    home_session = tab.session_id()
 
-    tab.open()  # ?backend=<the test backend>
-    tab.expect("#backend-url").to_have_text(tab.backend)
-    tab.expect("#backend-reset").to_be_visible()
-    tab.expect("#backend-reset").to_have_text("use the default")
-    tab.send("Pointed at the test backend")
-    session_id = tab.session_id()
-    assert parse_qs(urlparse(tab.page.url).query)["backend"] == [tab.backend]  # kept while this visit goes on
+    # Another backend from the address: named in a notice; none of the default's user or conversations.
+    tab.page.goto(f"{tab.static_server}/chat.html?backend={other_backend}")
+    tab.expect("#backend-url").to_have_text(other_backend)
+    tab.expect("#backend-notice").to_be_visible()
+    tab.expect("#backend-notice").to_contain_text(f"This visit uses the chat server at {other_backend}")
+    tab.expect("#backend-notice").to_contain_text(f"not the default {tab.backend}")
+    tab.expect("#user-dialog").to_be_visible()  # the default's user is not sent to this server
+    tab.choose_user(visitor)
+    tab.expect("#conversation-title").to_have_text("New chat")  # the default's last conversation is not opened
+    tab.expect("#session-list-end").to_have_text("No conversations yet: your first message starts one.")
+    tab.send("Away from home")
+    away_session = tab.session_id()
+    assert parse_qs(urlparse(tab.page.url).query)["backend"] == [other_backend]  # kept while this visit goes on
     tab.shot("14-backend-from-the-address")
+    tab.page.reload()  # the same visit: its own user and conversation still
+    tab.expect("#user-name").to_have_text(visitor)
+    tab.expect(".message.user .text").to_have_text(["Away from home"])
 
+    # Back to the default: its own user, its last conversation, its list; nothing of the other server kept.
     tab.page.click("#backend-reset")
     tab.page.wait_for_url(re.compile(r"chat\.html\?session="))
     assert "backend=" not in tab.page.url
-    assert tab.session_id() == session_id
-    tab.expect("#backend-url").to_have_text("http://127.0.0.1:8880")
-    tab.open(backend=None)  # a later visit without it: the default again
-    tab.expect("#backend-url").to_have_text("http://127.0.0.1:8880")
+    assert tab.session_id() == home_session
+    tab.expect("#backend-notice").to_be_hidden()
+    tab.expect("#backend-url").to_have_text(tab.backend)
+    tab.expect("#user-name").to_have_text(home_user)
+    tab.expect(".message.user .text").to_have_text(["At home"])
+    tab.expect("#session-list .session .title").to_have_text(["At home"])
+    kept: list[str] = tab.page.evaluate("() => Object.keys(localStorage)")
+    assert [key for key in kept if other_backend in key or visitor in key] == []
+    assert stored(sessions, visitor, away_session) is None  # on the other server's database only
+    assert sessions.count_documents({"user_id": home_user}) == 1
 
 
 def test_works_390_pixels_wide(open_tab: Callable[..., ChatPage]) -> None:
@@ -695,3 +760,256 @@ def test_works_390_pixels_wide(open_tab: Callable[..., ChatPage]) -> None:
     assert tab.page.evaluate(PLACEHOLDERS_THAT_DO_NOT_FIT) == []  # the metadata form
     assert tab.page.evaluate("() => document.documentElement.scrollWidth") <= 390
     tab.shot("17-narrow-details-panel")
+
+
+# -- leaving a streaming answer, retrying a stored message ------------------------------------------------------
+
+
+def test_leaving_a_conversation_while_it_streams_and_coming_back_shows_the_answer_arriving(
+    open_tab: Callable[..., ChatPage], sessions: Any
+) -> None:
+    user = unique_user("leave")
+    tab = open_tab()
+    tab.open(user)
+    tab.send("The other conversation")
+    other = tab.session_id()
+    tab.page.click("#new-chat")
+    tab.send("First turn here")
+    streaming_session = tab.session_id()
+
+    long_message = "Tell me a long story about " + " ".join(f"word{number}" for number in range(600))
+    tab.page.fill("#prompt", long_message)
+    tab.page.press("#prompt", "Enter")
+    tab.page.wait_for_function(
+        f"() => {LAST_ASSISTANT}.dataset.state === 'streaming' && {LAST_ASSISTANT}.querySelector('.markdown')",
+        timeout=TIMEOUT_MS,
+    )
+    # Away while it streams: the other conversation, as it is, with nothing of this answer or of a failure.
+    tab.page.locator(f'.session[data-session-id="{other}"] .open').click()
+    tab.expect(".message.user .text").to_have_text(["The other conversation"])
+    tab.expect(".message.assistant[data-state=done]").to_have_count(1)
+    tab.expect(".failure").to_have_count(0)
+    assert "word1" not in tab.page.locator("#messages").inner_text()
+
+    # Back while it still streams: the answer keeps arriving in place; no "No answer stored".
+    tab.page.locator(f'.session[data-session-id="{streaming_session}"] .open').click()
+    tab.expect(".message.user .text").to_have_text(["First turn here", long_message])
+    still_streaming = tab.page.evaluate(f"() => {LAST_ASSISTANT}.dataset.state")
+    tab.expect(".failure").to_have_count(0)
+    tab.shot("18-back-in-a-conversation-while-it-streams")
+    tab.page.wait_for_function(f"() => {LAST_ASSISTANT}.dataset.state === 'done'", timeout=TIMEOUT_MS)
+    tab.expect(".message").to_have_count(4)
+    tab.expect(".failure").to_have_count(0)
+    assert still_streaming == "streaming", "came back after the answer was complete: make it longer"
+    assert tab.answer_source().startswith(f'You said: "{long_message}".')
+    assert [role for role, _ in messages_of(stored(sessions, user, streaming_session))] == [
+        "user",
+        "assistant",
+        "user",
+        "assistant",
+    ]
+
+
+def store_unanswered(client: MongoClient[dict[str, Any]], database: str, user: str, text: str) -> str:
+    """A conversation of ``user`` whose turn failed after storing its message (the model was down)."""
+    from scripted_model import Raise
+
+    session_id = f"unanswered-{uuid.uuid4().hex[:8]}"
+    with MongoDBSessionManager(
+        session_id=f"{user}/{session_id}", client=client, database_name=database, user_id=user
+    ) as manager:
+        agent = Agent(
+            model=ScriptedModel([Raise(RuntimeError("model down"))]),
+            agent_id=DEFAULT_AGENT_ID,
+            session_manager=manager,
+            callback_handler=None,
+        )
+        with pytest.raises(RuntimeError):
+            agent("Did this ever get an answer?")
+    return session_id
+
+
+def test_retry_of_a_stored_unanswered_message_answers_it_without_storing_it_again(
+    open_tab: Callable[..., ChatPage], mongo_client: MongoClient[dict[str, Any]], chat_database: str, sessions: Any
+) -> None:
+    user = unique_user("retry")
+    session_id = store_unanswered(mongo_client, chat_database, user, "Did this ever get an answer?")
+    tab = open_tab()
+    tab.open(user, session=session_id)
+    tab.expect(".message.user[data-state=failed] .failure").to_contain_text("No answer was stored for this message.")
+    tab.shot("19-a-stored-message-without-an-answer")
+    tab.page.click(".message.user[data-state=failed] button.retry")
+    tab.page.wait_for_function(f"() => {LAST_ASSISTANT}?.dataset.state === 'done'", timeout=TIMEOUT_MS)
+    tab.expect(".message.user .text").to_have_text(["Did this ever get an answer?"])
+    tab.expect(".failure").to_have_count(0)
+    assert tab.answer_source().startswith('You said: "Did this ever get an answer?".')
+    assert [role for role, _ in messages_of(stored(sessions, user, session_id))] == ["user", "assistant"]
+    tab.page.reload()
+    tab.expect(".message").to_have_count(2)
+    tab.expect(".failure").to_have_count(0)
+
+
+# -- a conversation deleted elsewhere --------------------------------------------------------------------------
+
+
+def test_a_conversation_deleted_in_another_tab_is_not_recreated_by_the_next_message(
+    open_tab: Callable[..., ChatPage], sessions: Any
+) -> None:
+    user = unique_user("gone")
+    here, elsewhere = open_tab(), open_tab()
+    here.open(user)
+    here.send("Soon deleted elsewhere")
+    session_id = here.session_id()
+    here.page.click("#new-chat")
+    here.send("Kept")
+    kept = here.session_id()
+    here.page.locator(f'.session[data-session-id="{session_id}"] .open').click()
+    here.expect(".message.user .text").to_have_text(["Soon deleted elsewhere"])
+
+    elsewhere.open(user)
+    doomed = elsewhere.page.locator(f'.session[data-session-id="{session_id}"]')
+    doomed.hover()
+    doomed.locator("button.delete").click()
+    elsewhere.page.click(".session .confirm button.danger")
+    elsewhere.expect("#session-list .session").to_have_count(1)
+    assert stored(sessions, user, session_id) is None
+
+    here.page.fill("#prompt", "Are you still there?")
+    here.page.press("#prompt", "Enter")
+    here.expect("#messages .gone").to_contain_text("This conversation no longer exists")
+    here.expect("#session-list .session").to_have_count(1)  # the list as the server has it now
+    here.expect("#session-list .session").to_have_attribute("data-session-id", kept)
+    here.expect("#prompt").to_have_value("Are you still there?")  # nothing lost, nothing sent
+    here.expect("#conversation-title").to_have_text("New chat")
+    here.shot("20-deleted-in-another-tab")
+    assert stored(sessions, user, session_id) is None  # not created again
+    assert sessions.count_documents({"user_id": user}) == 1
+
+
+# -- long metadata, buttons while busy, focus, Escape -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("width", "height"), [(390, 844), (1280, 860)])
+def test_long_metadata_keys_and_values_wrap_inside_the_panel(
+    open_tab: Callable[..., ChatPage], sessions: Any, width: int, height: int
+) -> None:
+    user = unique_user("metadata")
+    tab = open_tab(width=width, height=height)
+    tab.open(user)
+    tab.send("Metadata of any length")
+    if width < 1280:
+        tab.page.click("#toggle-details")
+    tab.expect("#details").to_be_visible()
+    long_key, long_value = "k" * 150, "v" * 3000
+    tab.page.fill("#metadata-key", long_key)
+    tab.page.fill("#metadata-value", long_value)
+    tab.page.click("#metadata-form button[type=submit]")
+    tab.expect("#metadata dd").to_have_text([long_value])
+    tab.expect("#metadata dt").to_have_text([long_key])
+
+    overflow = tab.page.evaluate(
+        """() => {
+            const panel = document.getElementById('details').getBoundingClientRect();
+            const inside = [...document.querySelectorAll('#metadata dt, #metadata dd, #metadata button')]
+                .map((node) => node.getBoundingClientRect())
+                .filter((box) => box.left < panel.left - 0.5 || box.right > panel.right + 0.5);
+            const details = document.getElementById('details');
+            return {outside: inside.length, panelScroll: details.scrollWidth - details.clientWidth,
+                    pageScroll: document.documentElement.scrollWidth - window.innerWidth};
+        }"""
+    )
+    assert overflow == {"outside": 0, "panelScroll": 0, "pageScroll": 0}
+    tab.expect("#metadata button.remove").to_be_visible()
+    # Cut short to a few lines, the whole in the tooltip; the status line quotes an excerpt only.
+    value = tab.page.locator("#metadata dd")
+    assert value.get_attribute("title") == long_value
+    assert value.evaluate("(node) => node.scrollHeight > node.clientHeight && node.clientHeight < 100")
+    tab.expect("#status").to_have_text(f'metadata field "{"k" * 39}…" saved')
+    tab.shot(f"21-long-metadata-{width}")
+    assert stored(sessions, user, tab.session_id())["metadata"] == {long_key: long_value}
+
+
+def test_buttons_wait_for_the_request_focus_returns_and_escape_closes(open_tab: Callable[..., ChatPage]) -> None:
+    user = unique_user("keys")
+    tab = open_tab(width=390, height=844)
+    tab.open(user)
+    tab.send("First message")
+
+    # While the answer streams: Send and Edit wait; afterwards they work again and the focus is in the box.
+    tab.page.fill("#prompt", "Second message with an answer that takes a while to arrive")
+    tab.page.press("#prompt", "Enter")
+    tab.page.wait_for_function(f"() => {LAST_ASSISTANT}.dataset.state === 'streaming'", timeout=TIMEOUT_MS)
+    tab.expect("#send").to_be_disabled()
+    tab.expect(".message.user button.edit:disabled").to_have_count(2)
+    tab.page.wait_for_function(f"() => {LAST_ASSISTANT}.dataset.state === 'done'", timeout=TIMEOUT_MS)
+    tab.expect("#send").to_be_enabled()
+    tab.expect(".message.user button.edit").to_have_count(2)
+    for edit in tab.page.locator(".message.user button.edit").all():
+        assert edit.is_enabled()
+    tab.page.wait_for_function("() => document.activeElement === document.getElementById('prompt')")
+
+    # Escape closes: the user dialog, the editor, the delete question, the drawer, the details panel.
+    tab.page.click("#user-button")
+    tab.expect("#user-dialog").to_be_visible()
+    tab.page.keyboard.press("Escape")
+    tab.expect("#user-dialog").to_be_hidden()
+    tab.expect("#user-name").to_have_text(user)
+
+    tab.page.locator(".message.user button.edit").first.click()
+    tab.expect(".message.user .editor").to_have_count(1)
+    tab.page.keyboard.press("Escape")
+    tab.expect(".message.user .editor").to_have_count(0)
+    tab.expect(".message.user .text").to_have_text(
+        ["First message", "Second message with an answer that takes a while to arrive"]
+    )
+
+    tab.page.click("#toggle-sidebar")
+    tab.expect("#sidebar").to_be_visible()
+    tab.page.locator('.session[aria-current="true"] button.delete').click()
+    tab.expect(".session .confirm").to_be_visible()
+    tab.page.keyboard.press("Escape")
+    tab.expect(".session .confirm").to_have_count(0)
+    tab.expect("#sidebar").to_be_visible()  # the first Escape closed the question only
+    tab.page.keyboard.press("Escape")
+    tab.expect("#sidebar").to_be_hidden()
+
+    tab.page.click("#toggle-details")
+    tab.expect("#details").to_be_visible()
+    tab.page.keyboard.press("Escape")
+    tab.expect("#details").to_be_hidden()
+    tab.expect("#session-list .session").to_have_count(1)  # nothing was deleted
+
+
+def test_a_backend_that_refuses_the_page_is_named_as_such(
+    open_tab: Callable[..., ChatPage], mongodb_uri: str, chat_database: str
+) -> None:
+    port = free_port()
+    process = run_example(
+        "example_fastapi_streaming.py",
+        *("--uri", mongodb_uri, "--database", chat_database, "--port", str(port)),
+        *("--allowed-origins", "http://elsewhere.example", "--playground-port", "0"),
+    )
+    try:
+        wait_until_up(process, f"http://127.0.0.1:{port}/health")
+        tab = open_tab(backend_url=f"http://127.0.0.1:{port}")
+        tab.open(unique_user("refused"))
+        tab.expect("#banner").to_contain_text(
+            f"The chat server at http://127.0.0.1:{port} answers but does not allow this page ({tab.static_server})"
+        )
+        tab.expect("#banner").to_contain_text("--allowed-origins")
+        tab.shot("22-backend-refuses-the-page")
+    finally:
+        stop(process)
+
+
+def test_the_message_box_counts_towards_the_limit(open_tab: Callable[..., ChatPage]) -> None:
+    tab = open_tab()
+    tab.open(unique_user("limit"))
+    tab.expect("#prompt").to_have_attribute("maxlength", str(MAX_MESSAGE_CHARACTERS))
+    tab.page.fill("#prompt", "x" * 100)
+    tab.expect("#prompt-counter").to_be_hidden()
+    tab.page.fill("#prompt", "x" * 19_000)
+    tab.expect("#prompt-counter").to_have_text("19,000 / 20,000 characters")
+    tab.page.fill("#prompt", "x" * (MAX_MESSAGE_CHARACTERS + 50))  # the box takes no more than the API does
+    tab.expect("#prompt-counter").to_have_text("20,000 / 20,000 characters: the limit")
+    tab.expect("#prompt-counter").to_have_class(re.compile(r"\bfull\b"))

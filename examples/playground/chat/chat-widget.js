@@ -11,22 +11,26 @@
 // - "Edit" on a user message forks the conversation at the message before it (POST .../fork),
 //   opens the copy and sends the edited text there; the original conversation stays as it was.
 // - The current conversation is in the address (?session=...), so a reload keeps it; a visit
-//   without one reopens the user's last conversation.
-// - The backend is ?backend=... for this visit only (with a visible link back to the default),
-//   else port 8880 on this page's host. When it cannot be reached a banner names it and the page
-//   polls /health until it answers; a message that could not be sent is marked, with Retry.
+//   without one reopens the user's last conversation. A conversation deleted meanwhile (another tab,
+//   another device) is not re-created by the next message: the page says it no longer exists.
+// - Leaving a conversation while its answer streams and coming back shows the answer still arriving.
+// - The backend is the port chat-config.js names (examples/playground_server.py; else 8880) on this
+//   page's host, or ?backend=... for this visit only: then a notice names it for the whole visit, and
+//   nothing learnt during the visit is remembered. When the backend cannot be reached (or refuses
+//   this page: CORS) a banner says which and the page polls /health until it answers; a message that
+//   could not be sent is marked, with Retry where a retry can succeed.
 //
 // All user and model text is put into the page with textContent (Markdown through DOM nodes built
 // the same way), never innerHTML.
 "use strict";
 
 (function () {
-  const STORAGE_USER = "chatPlayground.user";
   const LEGACY_KEYS = ["chatPlayground.backend", "chatPlayground.sessionId"]; // the old page's sticky settings
   const PAGE_SIZE = 20;
+  const MAX_MESSAGE = 20000; // characters: the API's limit (the textarea's maxlength)
+  const COUNTER_FROM = 18000; // the counter shows from here on
   const HEALTH_POLL_MS = 2000;
   const USER_PATTERN = /^[A-Za-z0-9._@-]{1,64}$/;
-  const lastSessionKey = (user) => `chatPlayground.lastSession.${user}`;
 
   const $ = (id) => document.getElementById(id);
   const ui = {
@@ -36,6 +40,8 @@
     userButton: $("user-button"),
     userName: $("user-name"),
     backendUrl: $("backend-url"),
+    backendNotice: $("backend-notice"),
+    backendNoticeText: $("backend-notice-text"),
     backendReset: $("backend-reset"),
     banner: $("banner"),
     bannerText: $("banner-text"),
@@ -49,10 +55,12 @@
     messages: $("messages"),
     composer: $("composer"),
     prompt: $("prompt"),
+    promptCounter: $("prompt-counter"),
     send: $("send"),
     status: $("status"),
     metadata: $("metadata"),
     metadataForm: $("metadata-form"),
+    metadataFields: $("metadata-fields"),
     metadataKey: $("metadata-key"),
     metadataValue: $("metadata-value"),
     stats: $("stats"),
@@ -66,15 +74,37 @@
 
   const query = new URLSearchParams(window.location.search);
   const backendFromUrl = query.get("backend");
-  const BACKEND = (backendFromUrl || defaultBackend()).replace(/\/+$/, "");
+  const DEFAULT_BACKEND = defaultBackend();
+  const BACKEND = (backendFromUrl || DEFAULT_BACKEND).replace(/\/+$/, "");
+  // Another backend than the default, from the address: it gets the user's messages and user name, so
+  // it is named for the whole visit, and nothing learnt from it is kept for later visits.
+  const OTHER_BACKEND = BACKEND !== DEFAULT_BACKEND;
   for (const key of LEGACY_KEYS) localStorage.removeItem(key);
+  // What the page remembers (the user, their last conversation): for the default backend in
+  // localStorage; for another one in this tab's sessionStorage under that backend's name, so that
+  // nothing passes between backends and nothing of the visit outlives it.
+  const store = OTHER_BACKEND ? window.sessionStorage : window.localStorage;
+  const storageKey = (name) => (OTHER_BACKEND ? `chatPlayground@${BACKEND}.${name}` : `chatPlayground.${name}`);
+  const STORAGE_USER = storageKey("user");
+  const lastSessionKey = (user) => storageKey(`lastSession.${user}`);
 
+  /** This page's host, at the port chat-config.js names (examples/playground_server.py), else 8880. */
   function defaultBackend() {
+    const configured = window.CHAT_PLAYGROUND && window.CHAT_PLAYGROUND.backendPort;
+    const port = Number.isInteger(configured) && configured > 0 && configured < 65536 ? configured : 8880;
     const protocol = window.location.protocol === "https:" ? "https:" : "http:";
-    return `${protocol}//${window.location.hostname || "127.0.0.1"}:8880`;
+    const host = window.location.hostname || "127.0.0.1";
+    return `${protocol}//${host.includes(":") ? `[${host}]` : host}:${port}`;
   }
 
-  const storedUser = localStorage.getItem(STORAGE_USER);
+  /** The conversation a load without ?session= reopens. */
+  const lastSession = {
+    get: () => store.getItem(lastSessionKey(state.user)),
+    set: (sessionId) => store.setItem(lastSessionKey(state.user), sessionId),
+    forget: () => store.removeItem(lastSessionKey(state.user)),
+  };
+
+  const storedUser = store.getItem(STORAGE_USER);
   const state = {
     user: storedUser && USER_PATTERN.test(storedUser) ? storedUser : null,
     sessionId: null, // the conversation shown
@@ -88,6 +118,7 @@
     loadFailed: false,
     firstUserText: null,
     busy: false,
+    live: null, // the turn streaming now: {sessionId, text, user, assistant, messageId}
     unsent: [], // {sessionId, bubble}: messages that never reached the server, shown with Retry
     reachable: true,
     healthTimer: null,
@@ -111,6 +142,9 @@
   }
 
   const enc = encodeURIComponent;
+
+  /** `text` cut to `max` characters, for a status line. */
+  const excerpt = (text, max = 40) => (text.length > max ? `${text.slice(0, max - 1)}…` : text);
 
   function setStatus(text, isError) {
     ui.status.textContent = text || "";
@@ -149,20 +183,20 @@
 
   /** Keep the layout below the header and the banner, whatever their height (they wrap on narrow screens). */
   function trackTopHeight() {
+    const bars = [ui.top, ui.backendNotice, ui.banner];
     const update = () => {
-      const height = ui.top.offsetHeight + (ui.banner.hidden ? 0 : ui.banner.offsetHeight);
+      const height = bars.reduce((sum, bar) => sum + (bar.hidden ? 0 : bar.offsetHeight), 0);
       document.documentElement.style.setProperty("--top-height", `${height}px`);
     };
-    new ResizeObserver(update).observe(ui.top);
-    new ResizeObserver(update).observe(ui.banner);
+    for (const bar of bars) new ResizeObserver(update).observe(bar);
     update();
   }
 
   // -- the address bar -------------------------------------------------------------------------------
 
-  function pageUrl(sessionId, withBackend = true) {
+  function pageUrl(sessionId) {
     const params = new URLSearchParams();
-    if (withBackend && backendFromUrl) params.set("backend", backendFromUrl);
+    if (backendFromUrl) params.set("backend", backendFromUrl);
     if (sessionId) params.set("session", sessionId);
     const search = params.toString();
     return `${window.location.pathname}${search ? `?${search}` : ""}`;
@@ -173,7 +207,6 @@
     if (url !== window.location.pathname + window.location.search) {
       window.history[push ? "pushState" : "replaceState"]({ session: sessionId }, "", url);
     }
-    ui.backendReset.href = pageUrl(sessionId, false);
   }
 
   // -- talking to the backend -------------------------------------------------------------------------
@@ -219,6 +252,26 @@
     ui.bannerText.textContent = `Cannot reach the chat server at ${BACKEND}. Trying again every few seconds…`;
     ui.banner.hidden = false;
     state.healthTimer = window.setInterval(checkHealth, HEALTH_POLL_MS);
+    explainUnreachable();
+  }
+
+  /**
+   * Down, or refusing this page? A request the browser does not check for CORS (an opaque no-cors
+   * request) succeeds whenever the server answers at all; the refused one failed only for CORS.
+   */
+  async function explainUnreachable() {
+    let answers = false;
+    try {
+      await fetch(`${BACKEND}/health`, { mode: "no-cors", cache: "no-store" });
+      answers = true;
+    } catch (_) {
+      // down, or no such host
+    }
+    if (state.reachable) return;
+    ui.bannerText.textContent = answers
+      ? `The chat server at ${BACKEND} answers but does not allow this page (${window.location.origin}): its ` +
+        "CORS settings leave it out (start it with --allowed-origins naming this page). Trying again every few seconds…"
+      : `Cannot reach the chat server at ${BACKEND}. Trying again every few seconds…`;
   }
 
   function backendReachable() {
@@ -237,7 +290,7 @@
       const response = await fetch(`${BACKEND}/health`);
       if (response.ok) backendReachable();
     } catch (_) {
-      // still away; the next poll tries again
+      explainUnreachable(); // still away (or still refusing this page); the next poll tries again
     }
   }
 
@@ -349,7 +402,7 @@
     });
     const when = el("time", "when", whenText(summary));
     when.dateTime = summary.updated_at;
-    when.title = `last message ${new Date(summary.updated_at).toLocaleString()}`;
+    when.title = `updated ${new Date(summary.updated_at).toLocaleString()} (a message, a rename or metadata)`;
     open.append(el("span", "title", title), when);
     open.title = title;
     const actions = el("span", "actions");
@@ -362,7 +415,7 @@
 
   function whenText(summary) {
     const count = summary.message_count;
-    return `${relativeTime(summary.updated_at)} · ${count} message${count === 1 ? "" : "s"}`;
+    return `updated ${relativeTime(summary.updated_at)} · ${count} message${count === 1 ? "" : "s"}`;
   }
 
   function markCurrentInList() {
@@ -389,7 +442,7 @@
         try {
           await api(`/sessions/${enc(summary.session_id)}`, { method: "PATCH", body: JSON.stringify({ title }) });
           summary.title = title;
-          setStatus(`renamed to “${title}”`);
+          setStatus(`renamed to “${excerpt(title)}”`);
           delete li.dataset.mode;
           await refreshNewest();
         } catch (error) {
@@ -431,11 +484,19 @@
         if (summary.session_id === state.sessionId) newChat({ push: false });
         renderSessionList();
       } catch (error) {
-        setStatus(`delete: ${error.message}`, true);
+        const running = "a turn is in progress in this conversation; try again when it finishes";
+        setStatus(`delete: ${error.status === 409 ? running : error.message}`, true);
         remove.disabled = false;
       }
     });
     box.append(el("p", null, `Delete “${summary.title || "Untitled conversation"}”? This cannot be undone.`), remove, cancel);
+    box.addEventListener("keydown", (event) => {
+      if (event.key === "Escape" && !remove.disabled) {
+        event.preventDefault();
+        event.stopPropagation(); // closes the question, not the drawer it is in
+        cancel.click();
+      }
+    });
     li.replaceChildren(box);
     cancel.focus();
   }
@@ -479,17 +540,23 @@
     ui.send.disabled = !enabled || state.busy;
   }
 
+  /** Whether the conversation shown exists on the server: export and metadata need it to. */
+  function setStored(stored) {
+    state.stored = stored;
+    ui.exportButton.disabled = !stored;
+    ui.metadataFields.disabled = !stored;
+  }
+
   function newChat({ push = true } = {}) {
     state.sessionId = newSessionId();
-    state.stored = false;
+    setStored(false);
     state.firstUserText = null;
     state.loadSequence += 1;
-    localStorage.removeItem(lastSessionKey(state.user));
+    lastSession.forget();
     setUrl(null, push);
     markCurrentInList();
     showTitle();
     showNewChatHint();
-    ui.exportButton.disabled = true;
     setComposerEnabled(true);
     refreshPanel();
     ui.prompt.focus();
@@ -497,12 +564,11 @@
 
   function openSession(sessionId, { push }) {
     state.sessionId = sessionId;
-    state.stored = true;
+    setStored(true);
     state.firstUserText = null;
     setUrl(sessionId, push);
     markCurrentInList();
     showTitle();
-    ui.exportButton.disabled = false;
     setComposerEnabled(true);
     return loadConversation();
   }
@@ -515,7 +581,7 @@
       const history = await api(`/sessions/${enc(sessionId)}/history`);
       if (sequence !== state.loadSequence) return;
       state.loadFailed = false;
-      localStorage.setItem(lastSessionKey(state.user), sessionId); // what a visit without ?session= reopens
+      lastSession.set(sessionId); // what a visit without ?session= reopens
       renderHistory(history);
       setStatus(history.messages.length ? `restored ${history.messages.length} messages from MongoDB` : "");
     } catch (error) {
@@ -540,9 +606,8 @@
   }
 
   function showNotFound() {
-    state.stored = false;
+    setStored(false);
     ui.title.textContent = "Conversation not found";
-    ui.exportButton.disabled = true;
     setComposerEnabled(false);
     ui.messages.replaceChildren(
       emptyState(
@@ -577,16 +642,17 @@
     bubble.node.dataset.messageId = String(messageId);
     if (!bubble.editButton) {
       bubble.editButton = button("Edit", "edit", () => startEdit(bubble), "Edit and resend: continues in a copy; this conversation stays");
+      bubble.editButton.disabled = state.busy;
       bubble.role.append(bubble.editButton);
     }
   }
 
-  function createAssistantBubble(stateName) {
+  function createAssistantBubble(stateName, attach = true) {
     const node = el("article", "message assistant");
     node.dataset.state = stateName;
     const body = el("div", "text");
     node.append(el("div", "role", "Assistant"), body);
-    ui.messages.append(node);
+    if (attach) ui.messages.append(node);
     scrollToEnd();
     return { node, body, segment: null, source: "", frame: 0, tools: new Map() };
   }
@@ -677,6 +743,10 @@
 
   function renderHistory(history) {
     ui.messages.replaceChildren();
+    // This page's own turn in this conversation, still streaming: its bubbles stand for it (they keep
+    // receiving the answer), in place of what the history holds of it so far.
+    const live = state.live && state.live.sessionId === history.session_id ? state.live : null;
+    const messages = live ? withoutLiveTurn(history.messages, live) : history.messages;
     let lastUser = null;
     let turn = null; // {bubble, messages}
     const finishTurn = () => {
@@ -686,7 +756,7 @@
       if (metrics) showMetrics(turn.bubble, metrics);
       turn = null;
     };
-    for (const message of history.messages) {
+    for (const message of messages) {
       const isPrompt = message.role === "user" && !message.content.some((block) => block.type === "tool_result");
       if (isPrompt) {
         finishTurn();
@@ -702,13 +772,22 @@
     const unanswered = lastUser && !turn;
     finishTurn();
     const unsent = state.unsent.filter((entry) => entry.sessionId === history.session_id);
-    if (!history.messages.length && !unsent.length) showNewChatHint();
+    if (!messages.length && !unsent.length && !live) showNewChatHint();
     else if (unanswered) {
       markFailed(lastUser, "No answer was stored for this message.", () => retry(lastUser, lastUser.text, true));
     }
     for (const entry of unsent) ui.messages.append(entry.bubble.node); // still waiting for Retry
+    if (live) ui.messages.append(...[live.user, live.assistant].filter(Boolean).map((bubble) => bubble.node));
     showTitle();
     scrollToEnd();
+  }
+
+  /** The stored messages before the live turn: it starts at its user message (once stored, it has an id). */
+  function withoutLiveTurn(messages, live) {
+    if (live.messageId !== null) return messages.filter((message) => message.message_id < live.messageId);
+    const last = messages[messages.length - 1];
+    const isLiveMessage = last && last.role === "user" && last.text === live.text; // stored, not yet announced
+    return isLiveMessage ? messages.slice(0, -1) : messages;
   }
 
   // -- sending --------------------------------------------------------------------------------------------
@@ -717,7 +796,8 @@
     target.node.dataset.state = "failed";
     target.node.querySelector(".failure")?.remove();
     const line = el("div", "failure");
-    line.append(el("span", null, reason), button("Retry", "retry", onRetry));
+    line.append(el("span", null, reason));
+    if (onRetry) line.append(button("Retry", "retry", onRetry));
     target.node.append(line);
   }
 
@@ -726,16 +806,14 @@
     delete target.node.dataset.state;
   }
 
-  /** Send `text` again: in the same bubble if it was never stored, else as a new message. */
+  /**
+   * Try `text` again in its own bubble: sent anew if it never reached the server; if it is stored
+   * (its answer failed), the server is asked to answer it ("retry": it is not stored a second time).
+   */
   function retry(userBubble, text, stored) {
     if (state.busy) return;
     state.unsent = state.unsent.filter((entry) => entry.bubble !== userBubble);
-    if (stored) {
-      clearFailure(userBubble);
-      send(text);
-    } else {
-      send(text, userBubble);
-    }
+    send(text, userBubble, stored);
   }
 
   function parseEvent(block) {
@@ -748,24 +826,42 @@
     return { name, data: data.length ? JSON.parse(data.join("\n")) : {} };
   }
 
-  async function send(text, existingBubble = null) {
+  /** While a message is on its way, Send, Edit and Retry wait (one turn at a time). */
+  function setBusy(busy) {
+    state.busy = busy;
+    ui.send.disabled = busy || ui.prompt.disabled;
+    for (const control of ui.messages.querySelectorAll("button.edit, button.retry, .editor button.primary")) {
+      control.disabled = busy;
+    }
+  }
+
+  /** Send `text` (into `existingBubble` for a retry; `stored`: that message is stored, only its answer is asked for). */
+  async function send(text, existingBubble = null, stored = false) {
     if (state.busy) return;
-    state.busy = true;
-    ui.send.disabled = true;
+    if (text.length > MAX_MESSAGE) {
+      const limit = MAX_MESSAGE.toLocaleString("en");
+      setStatus(`${text.length.toLocaleString("en")} characters: a message holds at most ${limit}`, true);
+      return;
+    }
+    setBusy(true);
     ui.messages.querySelector(".empty")?.remove();
     const user = existingBubble || addUserBubble(text, null);
     clearFailure(user);
     user.node.dataset.state = "sending";
     const sessionId = state.sessionId;
+    const create = !state.stored; // a conversation that exists is continued, never created again
+    const live = { sessionId, text, user, assistant: null, messageId: stored ? user.messageId : null };
+    state.live = live;
     let assistant = null;
     let started = false;
     try {
       const response = await api(`/sessions/${enc(sessionId)}/chat/stream`, {
         method: "POST",
-        body: JSON.stringify({ message: text }),
+        body: JSON.stringify(stored ? { message: text, create: false, retry: true } : { message: text, create }),
         raw: true,
       });
-      assistant = createAssistantBubble("streaming");
+      assistant = createAssistantBubble("streaming", user.node.isConnected); // not into another conversation
+      live.assistant = assistant;
       const reader = response.body.getReader();
       const decoder = new TextDecoder();
       let buffer = "";
@@ -779,9 +875,10 @@
           buffer = buffer.slice(end + 2);
           if (event.name === "start") {
             started = true;
+            live.messageId = event.data.user_message_id;
             user.node.dataset.state = "stored";
             setMessageId(user, event.data.user_message_id);
-            if (!state.stored) conversationStarted(sessionId, text);
+            if (create) conversationStarted(sessionId, text);
           } else if (event.name === "chunk") {
             appendText(assistant, event.data.text);
           } else if (event.name === "tool_use") {
@@ -807,16 +904,28 @@
           assistant.node.remove();
           retry(user, text, true);
         });
+        setStatus(reason, true);
+      } else if (error instanceof ApiError && error.status === 404 && !create) {
+        assistant?.node.remove();
+        user.node.remove();
+        conversationGone(sessionId, text);
       } else {
         assistant?.node.remove();
-        markFailed(user, `Not sent: ${reason}.`, () => retry(user, text, false));
-        if (!state.unsent.some((entry) => entry.bubble === user)) state.unsent.push({ sessionId, bubble: user });
+        // A message the server refused as it is (too long, say) would be refused again: no Retry for it.
+        const refused = error instanceof ApiError && error.status >= 400 && error.status < 500 && error.status !== 409;
+        const failure = stored ? `Still no answer: ${reason}. Your message is stored.` : `Not sent: ${reason}.`;
+        markFailed(user, failure, refused ? null : () => retry(user, text, stored));
+        const waiting = state.unsent.some((entry) => entry.bubble === user);
+        if (!refused && !waiting) state.unsent.push({ sessionId, bubble: user });
+        setStatus(reason, true);
       }
-      setStatus(reason, true);
     } finally {
-      state.busy = false;
-      ui.send.disabled = ui.prompt.disabled;
+      state.live = null;
+      setBusy(false);
       scrollToEnd();
+    }
+    if (started && sessionId === state.sessionId && !user.node.isConnected) {
+      loadConversation(); // left while it streamed, back before its bubbles were shown again: the stored turn
     }
     if (started) {
       await refreshNewest();
@@ -827,13 +936,33 @@
   /** The first message of a new chat was stored: the session exists now. */
   function conversationStarted(sessionId, text) {
     if (sessionId !== state.sessionId) return;
-    state.stored = true;
+    setStored(true);
     state.firstUserText = text;
-    localStorage.setItem(lastSessionKey(state.user), sessionId);
+    lastSession.set(sessionId);
     setUrl(sessionId, false);
-    ui.exportButton.disabled = false;
     showTitle();
     refreshPanel();
+  }
+
+  /** The open conversation was deleted (in another tab, on another device) or expired: a new chat, `text` kept. */
+  function conversationGone(sessionId, text) {
+    state.summaries.delete(sessionId);
+    renderSessionList();
+    loadSessions(); // the list as it is now, without it (and with what else changed elsewhere)
+    if (sessionId !== state.sessionId) return;
+    newChat();
+    ui.messages.replaceChildren(
+      emptyState(
+        [
+          "This conversation no longer exists: it was deleted (in another tab or on another device) or it expired.",
+          "Your message was not sent. It is back in the box below: send it to start a new conversation.",
+        ],
+        "empty problem gone",
+      ),
+    );
+    ui.prompt.value = text;
+    updateCounter();
+    setStatus("this conversation no longer exists; a new chat is open", true);
   }
 
   // -- edit and resend -------------------------------------------------------------------------------------
@@ -842,15 +971,27 @@
     if (bubble.node.querySelector(".editor")) return;
     const editor = el("div", "editor");
     const area = el("textarea");
+    area.maxLength = MAX_MESSAGE;
     area.value = bubble.text;
     area.setAttribute("aria-label", "Edited message");
     const cancel = button("Cancel", null, () => {
       editor.remove();
       bubble.textNode.hidden = false;
+      bubble.editButton?.focus();
     });
-    const resend = button("Send edited", "primary", () => {
+    const resend = button("Send edited", "primary", async () => {
       const text = area.value.trim();
-      if (text) editAndResend(bubble.messageId, text);
+      if (!text) return;
+      resend.disabled = true; // until the copy is made and the text sent
+      await editAndResend(bubble.messageId, text);
+      resend.disabled = state.busy;
+    });
+    resend.disabled = state.busy;
+    area.addEventListener("keydown", (event) => {
+      if (event.key === "Escape") {
+        event.preventDefault();
+        cancel.click();
+      }
     });
     const buttons = el("div", "buttons");
     buttons.append(cancel, resend);
@@ -887,8 +1028,13 @@
   function renderMetadata(metadata) {
     const rows = [];
     for (const [key, value] of Object.entries(metadata)) {
-      const remove = button("×", "remove", () => deleteMetadataField(key), `Remove ${key}`);
-      rows.push(el("dt", null, key), el("dd", null, typeof value === "string" ? value : JSON.stringify(value)), remove);
+      // A field's key and its Remove button, then its value below; a long one is cut short (all of it in the tooltip).
+      const text = typeof value === "string" ? value : JSON.stringify(value);
+      const name = el("dt", null, key);
+      const shown = el("dd", null, text);
+      name.title = key;
+      shown.title = text;
+      rows.push(name, button("×", "remove", () => deleteMetadataField(key), `Remove ${key}`), shown);
     }
     if (!rows.length) rows.push(el("dd", "hint", "none yet"));
     ui.metadata.replaceChildren(...rows);
@@ -940,16 +1086,19 @@
     } catch (_) {
       // not JSON: store the text as it is
     }
+    ui.metadataFields.disabled = true; // one change at a time
     try {
       const body = await api(`/sessions/${enc(state.sessionId)}/metadata`, {
         method: "PUT",
         body: JSON.stringify({ metadata: { [key]: value } }),
       });
       renderMetadata(body.metadata);
-      setStatus(`metadata field "${key}" saved`);
+      setStatus(`metadata field "${excerpt(key)}" saved`);
       refreshPanel();
     } catch (error) {
       setStatus(`metadata: ${error.message}`, true);
+    } finally {
+      ui.metadataFields.disabled = !state.stored;
     }
   }
 
@@ -957,7 +1106,7 @@
     try {
       const body = await api(`/sessions/${enc(state.sessionId)}/metadata?keys=${enc(key)}`, { method: "DELETE" });
       renderMetadata(body.metadata);
-      setStatus(`metadata field "${key}" removed`);
+      setStatus(`metadata field "${excerpt(key)}" removed`);
     } catch (error) {
       setStatus(`metadata: ${error.message}`, true);
     }
@@ -965,6 +1114,7 @@
 
   async function exportConversation() {
     const sessionId = state.sessionId;
+    ui.exportButton.disabled = true; // until the download is ready
     try {
       const response = await api(`/sessions/${enc(sessionId)}/export`, { raw: true });
       const blob = await response.blob();
@@ -981,6 +1131,8 @@
       setStatus(`exported ${name}`);
     } catch (error) {
       setStatus(`export: ${error.message}`, true);
+    } finally {
+      ui.exportButton.disabled = !state.stored;
     }
   }
 
@@ -997,7 +1149,7 @@
   function begin(sessionId) {
     ui.userName.textContent = state.user;
     loadSessions();
-    const chosen = sessionId || localStorage.getItem(lastSessionKey(state.user));
+    const chosen = sessionId || lastSession.get();
     if (chosen) openSession(chosen, { push: false });
     else newChat({ push: false });
   }
@@ -1008,9 +1160,27 @@
     event.preventDefault();
     const text = ui.prompt.value.trim();
     if (!text || state.busy || ui.prompt.disabled) return;
+    if (text.length > MAX_MESSAGE) {
+      send(text); // says why, and sends nothing: the text stays in the box
+      return;
+    }
     ui.prompt.value = "";
+    updateCounter();
     send(text).finally(() => ui.prompt.focus());
   });
+
+  /** From 18,000 characters on, how many the message has of the 20,000 it may. */
+  function updateCounter() {
+    const length = ui.prompt.value.length;
+    const full = length >= MAX_MESSAGE;
+    ui.promptCounter.hidden = length < COUNTER_FROM;
+    ui.promptCounter.textContent = `${length.toLocaleString("en")} / ${MAX_MESSAGE.toLocaleString("en")} characters${
+      full ? ": the limit" : ""
+    }`;
+    ui.promptCounter.classList.toggle("full", full);
+  }
+
+  ui.prompt.addEventListener("input", updateCounter);
 
   ui.prompt.addEventListener("keydown", (event) => {
     if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
@@ -1045,7 +1215,22 @@
   document.addEventListener("click", (event) => {
     // A click beside the open drawer closes it, as on any phone app.
     if (!document.body.classList.contains("sidebar-open")) return;
-    if (!ui.sidebar.contains(event.target) && !ui.toggleSidebar.contains(event.target)) closeDrawer();
+    // The path as dispatched: a click that replaces its own button (Delete, Rename) is still inside.
+    const path = event.composedPath();
+    if (!path.includes(ui.sidebar) && !path.includes(ui.toggleSidebar)) closeDrawer();
+  });
+  document.addEventListener("keydown", (event) => {
+    // Escape closes what is open over the conversation: the drawer, the details panel (the user
+    // dialog, a <dialog>, closes itself; a rename, an edit or a delete question handle their own).
+    if (event.key !== "Escape" || event.defaultPrevented || ui.userDialog.open) return;
+    if (document.body.classList.contains("sidebar-open")) {
+      closeDrawer();
+      ui.toggleSidebar.focus();
+    } else if (document.body.classList.contains("details-open")) {
+      document.body.classList.remove("details-open");
+      ui.toggleDetails.setAttribute("aria-expanded", "false");
+      ui.toggleDetails.focus();
+    }
   });
   ui.userButton.addEventListener("click", askForUser);
   ui.userCancel.addEventListener("click", () => ui.userDialog.close());
@@ -1060,7 +1245,7 @@
     if (user === state.user) return;
     const first = state.user === null;
     state.user = user;
-    localStorage.setItem(STORAGE_USER, user);
+    store.setItem(STORAGE_USER, user);
     begin(first ? query.get("session") : null);
   });
   window.addEventListener("popstate", () => {
@@ -1077,9 +1262,13 @@
   }, 30_000);
 
   ui.backendUrl.textContent = BACKEND;
-  ui.backendReset.href = pageUrl(query.get("session"), false);
-  ui.backendReset.hidden = !backendFromUrl;
-  ui.backendReset.title = "Forget this page's ?backend= and use the default backend";
+  ui.backendNotice.hidden = !OTHER_BACKEND;
+  ui.backendNoticeText.textContent =
+    `This visit uses the chat server at ${BACKEND} (from the address), not the default ${DEFAULT_BACKEND}: ` +
+    "your user name and your messages go there. Its user and conversations are kept apart from the default's, " +
+    "for this tab only.";
+  ui.backendReset.href = window.location.pathname; // the default backend's own user and conversations
+  ui.backendReset.title = "Leave this backend: the page with the default backend, as you left it there";
   trackTopHeight();
   if (state.user) begin(query.get("session"));
   else askForUser();
