@@ -844,6 +844,7 @@
       return;
     }
     setBusy(true);
+    setStatus(""); // at the start: what is said while the answer streams (metadata saved, say) stays
     ui.messages.querySelector(".empty")?.remove();
     const user = existingBubble || addUserBubble(text, null);
     clearFailure(user);
@@ -895,7 +896,6 @@
         }
       }
       if (assistant.node.dataset.state !== "done") throw new Error("the answer stopped before it was complete");
-      setStatus("");
     } catch (error) {
       const reason = error instanceof Unreachable ? `cannot reach the chat server at ${BACKEND}` : error.message;
       if (started) {
