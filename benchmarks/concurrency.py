@@ -3,7 +3,8 @@
 The app (``examples/example_fastapi.py``, ``create_app(...)``) runs under uvicorn in a child process
 on a free loopback port, with ``ScriptedModel`` answering. N concurrent clients (asyncio + httpx),
 each with its own session, each send a bounded number of chat requests one after the other; every
-request builds a new manager and Agent that resumes the session, answers and stores two messages.
+request builds a new manager and Agent that resumes the session, answers and stores two messages. All
+requests come from one user (`X-User-Id: benchmark`, the app's stand-in for authentication).
 Reported per connection mode: requests/s, p50/p90/p99 latency, errors, and whether every message
 was stored.
 
@@ -41,6 +42,7 @@ from pymongo import MongoClient
 MODES = ("factory", "client-per-request")
 PROMPT_BYTES = 300
 STARTUP_TIMEOUT_S = 60
+USER = "benchmark"
 
 
 # -- the app, in a child process ----------------------------------------------------------------------
@@ -50,7 +52,7 @@ def serve(uri: str, database_name: str, port: int, mode: str) -> None:
     """Run the example app (``--serve``): what the child process does."""
     import uvicorn
 
-    from chat_api import scripted_chat_responder
+    from chat_agent import scripted_chat_responder
     from example_fastapi import create_app
     from scripted_model import ScriptedModel
 
@@ -127,7 +129,8 @@ async def load(
     statuses: list[int] = []
     progress = Progress(clients * requests, f"{mode:>18}: requests")
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=base_url, timeout=120, limits=limits) as http:
+    user = {"X-User-Id": USER}  # the app's stand-in for authentication: every session belongs to a user
+    async with httpx.AsyncClient(base_url=base_url, timeout=120, limits=limits, headers=user) as http:
 
         async def conversation(index: int, turns: range, timed: bool) -> None:
             for turn in turns:
@@ -147,12 +150,17 @@ async def load(
 
 
 def stored_messages(uri: str, database_name: str, sessions: list[str]) -> list[int]:
-    """How many messages each session holds, read straight from MongoDB (either layout)."""
+    """How many messages each session holds, read straight from MongoDB (either layout).
+
+    The app stores the caller's session ``s`` as ``<user>/s`` (``chat_api.stored_session_id``).
+    """
+    from chat_api import stored_session_id
+
     client: MongoClient[dict[str, Any]] = MongoClient(uri)
     try:
         database = client[database_name]
         counts = []
-        for session_id in sessions:
+        for session_id in (stored_session_id(USER, session) for session in sessions):
             document = database["sessions"].find_one({"_id": session_id}) or {}
             agents = document.get("agents") or {}
             embedded = sum(len(agent.get("messages") or []) for agent in agents.values())

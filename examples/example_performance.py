@@ -3,8 +3,11 @@
 Each "request" creates a session manager for a new session, builds an Agent on it (one read,
 two creation writes) and runs one turn (two writes), the way a chat endpoint does. It is timed two ways, alternating:
 
-* new client: ``create_mongodb_session_manager(..., connection_string=uri)`` per request, closed
-  afterwards: every request pays server discovery, connection handshakes and the index check;
+* new client: a ``MongoClient(uri)`` opened for each request, given to
+  ``create_mongodb_session_manager(session_id, client=client)`` and closed afterwards: every request
+  pays server discovery and connection handshakes. (Managers created with
+  ``connection_string=uri`` would not show this: the library shares one client per connection
+  string and options across them.)
 * shared pool: ``initialize_global_factory(uri, ...)`` once, then
   ``get_global_factory().create_session_manager(session_id)`` per request.
 
@@ -29,9 +32,11 @@ import statistics
 import sys
 import time
 import uuid
-from collections.abc import Callable
-from typing import NamedTuple
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any, NamedTuple
 
+from pymongo import MongoClient
 from strands import Agent
 from strands.models.model import Model
 
@@ -72,7 +77,29 @@ def p95(values: list[float]) -> float:
     return sorted(values)[math.ceil(0.95 * len(values)) - 1]
 
 
-def timed_request(open_manager: Callable[[str], MongoDBSessionManager], session_id: str, model: Model) -> Timing:
+OpenManager = Callable[[str], AbstractContextManager[MongoDBSessionManager]]
+
+
+class NewClientPerRequest:
+    """The anti-pattern: each request opens a ``MongoClient`` of its own and closes it afterwards."""
+
+    def __init__(self, uri: str, database_name: str) -> None:
+        self.uri = uri
+        self.database_name = database_name
+        self.clients_opened = 0
+
+    @contextmanager
+    def __call__(self, session_id: str) -> Iterator[MongoDBSessionManager]:
+        client: MongoClient[dict[str, Any]] = MongoClient(self.uri)
+        self.clients_opened += 1
+        with (
+            client,
+            create_mongodb_session_manager(session_id, client=client, database_name=self.database_name) as manager,
+        ):
+            yield manager
+
+
+def timed_request(open_manager: OpenManager, session_id: str, model: Model) -> Timing:
     """Milliseconds for one request: manager and Agent (setup), one turn, close."""
     started = time.perf_counter()
     with open_manager(session_id) as manager:
@@ -104,10 +131,9 @@ def main() -> None:
     run_id = uuid.uuid4().hex[:8]
     with local_mongodb.mongodb_uri(args) as uri:
         factory = initialize_global_factory(uri, database_name=args.database)
-        approaches: dict[str, Callable[[str], MongoDBSessionManager]] = {
-            "new client": lambda sid: create_mongodb_session_manager(
-                sid, connection_string=uri, database_name=args.database
-            ),
+        new_client = NewClientPerRequest(uri, args.database)
+        approaches: dict[str, OpenManager] = {
+            "new client": new_client,
             "shared pool": lambda sid: get_global_factory().create_session_manager(sid),
         }
         timings: dict[str, list[Timing]] = {name: [] for name in approaches}
@@ -144,7 +170,7 @@ def main() -> None:
         print(
             f"  the shared pool handed out {stats['managers_created']} managers over "
             f"{stats['pool']['connections']['created']} connection(s); "
-            f"each new-client request opened its own client"
+            f"the new-client requests opened (and closed) {new_client.clients_opened} clients"
         )
 
         print(f"\nRead back from MongoDB after each request: {stored_sessions} sessions, {stored_messages} messages")

@@ -78,6 +78,7 @@ def test_performance_example(
         assert re.search(rf"^  {approach} +\d+\.\d +\d+\.\d \| +\d+\.\d +\d+\.\d +\d+\.\d$", out, re.MULTILINE), out
     assert re.search(r"median request, new client / shared pool: \d+\.\dx", out)
     assert re.search(r"the shared pool handed out 6 managers over \d+ connection", out)
+    assert "the new-client requests opened (and closed) 6 clients" in out  # one per request, warm-up included
 
     sessions = list(mongo_db["sessions"].find({}, {"agents.default.messages.message.role": 1}))
     assert len(sessions) == 2 * (3 + 3)
