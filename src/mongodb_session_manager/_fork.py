@@ -71,7 +71,7 @@ def _agent_to_cut(source: SessionRecord, agent_id: str | None) -> str:
         return next(iter(source.agents))
     if not source.agents:
         raise SessionNotFoundError(f"session {excerpt(source.session_id)} has no agent, so no message to fork after")
-    names = ", ".join(repr(name) for name in list(source.agents)[:5])
+    names = ", ".join(excerpt(name) for name in list(source.agents)[:5])
     raise InvalidArgumentError(
         "agent_id", None, f"is required: session {excerpt(source.session_id)} has {len(source.agents)} agents ({names})"
     )
