@@ -594,7 +594,7 @@ def test_exporting_a_missing_session_fails_in_one_line(
     assert len(error.splitlines()) == 1
 
 
-def test_a_document_that_is_not_a_session_is_a_typed_error_to_export_and_fork_and_one_line_to_the_cli(
+def test_a_document_that_is_not_a_session_is_a_typed_error_to_read_list_export_fork_and_one_line_to_the_cli(
     mongodb_uri: str,
     mongo_db: Database[dict[str, Any]],
     database_name: str,
@@ -602,7 +602,13 @@ def test_a_document_that_is_not_a_session_is_a_typed_error_to_export_and_fork_an
 ) -> None:
     mongo_db[SESSIONS].insert_one({"_id": "stray", "user_id": "alice", "note": "not written by this library"})
     repository = MongoDBSessionRepository(client=mongo_db.client, database_name=database_name)
-    for attempt in (lambda: repository.export_session("stray"), lambda: repository.fork_session("stray", "copy")):
+    attempts: list[Callable[[], object]] = [
+        lambda: repository.export_session("stray"),
+        lambda: repository.fork_session("stray", "copy"),
+        lambda: repository.read_session("stray"),
+        lambda: repository.list_sessions(user_id="alice"),
+    ]
+    for attempt in attempts:
         with pytest.raises(ForeignDocumentsError, match="_id 'stray'"):
             attempt()
 

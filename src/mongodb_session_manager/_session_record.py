@@ -25,7 +25,8 @@ from ._schema import (
 )
 from ._session_documents import SessionDocuments
 from ._split_layout import ONE_BATCH, STORED_MESSAGE
-from .errors import ForeignDocumentsError, SessionNotFoundError, excerpt
+from ._target_collections import require_session_document
+from .errors import SessionNotFoundError, excerpt
 
 AGENT_FIELDS = ("agent_id", "state", "conversation_manager_state", "internal_state", "created_at", "updated_at")
 """What a record keeps of a stored agent entry (its messages are kept apart)."""
@@ -66,10 +67,7 @@ def read_record(sessions: SessionDocuments, messages: Collection[Document], sess
     document = sessions.find(session_id)
     if document is None:
         raise SessionNotFoundError(f"session {excerpt(session_id)} not found")
-    if not all(isinstance(document.get(name), datetime) for name in ("created_at", "updated_at")):
-        collection = sessions.collection
-        namespace = f"{collection.database.name}.{collection.name}"
-        raise ForeignDocumentsError(namespace, "session documents", document.get("_id"))
+    require_session_document(sessions.collection, document)
     agents: dict[str, Document] = document.get("agents") or {}
     stored = {agent_id: list(entry.get("messages") or []) for agent_id, entry in agents.items()}
     if stored_layout(document) == "split":
