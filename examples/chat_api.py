@@ -79,6 +79,7 @@ from mongodb_session_manager.errors import (
     SessionNotFoundError,
     SessionTooLargeError,
     StaleAgentError,
+    printable,
 )
 from mongodb_session_manager.validation import MAX_IDENTIFIER_LENGTH, validate_field_name, validate_session_id
 
@@ -420,11 +421,11 @@ def check_metadata_value(value: Any, path: str, field: str, depth: int) -> None:
     ``depth`` is how many arrays and objects of the field hold ``value``.
     """
     if depth > MAX_METADATA_DEPTH:
-        limit = {"field": field[:80], "limit": MAX_METADATA_DEPTH}
+        limit = {"field": printable(field[:80]), "limit": MAX_METADATA_DEPTH}
         raise PydanticCustomError("too_deep", "{field} is nested more than {limit} levels deep", limit)
     if isinstance(value, float) and not math.isfinite(value):
         raise PydanticCustomError(
-            "not_finite", "{path} must be a finite number, not NaN or Infinity", {"path": path[:80]}
+            "not_finite", "{path} must be a finite number, not NaN or Infinity", {"path": printable(path[:80])}
         )
     children = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
     for key, child in children:

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -396,6 +397,52 @@ def test_a_malformed_uri_is_a_usage_error_without_run_again(
     assert "run the command again" not in err
     assert "pa55word" not in err
     assert err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["migrate", "--from", "embedded", "--to", "split"],
+        ["cleanup"],
+        ["erase", "--user-id", "ana"],
+        ["export", "--user-id", "ana"],
+        ["import"],
+    ],
+    ids=lambda command: command[0],
+)
+@pytest.mark.parametrize(
+    ("tls", "said"),
+    [
+        ("tlsCAFile=/nonexistent/ca.pem", "The tlscafile file is not readable"),
+        ("tlsCAFile={junk}", "no certificate"),  # readable, but no certificate in it
+        (
+            "tls=true&tlsCertificateKeyFile=/nonexistent/key.pem&tlsCertificateKeyFilePassword=k3ypass",
+            "The tlscertificatekeyfile file is not readable",
+        ),
+    ],
+    ids=["missing", "not-a-certificate", "missing-key"],
+)
+def test_a_tls_file_the_uri_names_that_cannot_be_used_is_a_usage_error_in_one_line(
+    command: list[str],
+    tls: str,
+    said: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    junk = tmp_path / "junk.pem"
+    junk.write_text("not a certificate\n")
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+    uri = f"mongodb://app:pa55word@127.0.0.1:1/?{tls.format(junk=junk)}"
+
+    assert main([*command, "--uri", uri, "--database", "any"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ")
+    assert said in err
+    assert "URI" in err
+    assert err.count("\n") == 1
+    assert "pa55word" not in err
+    assert "k3ypass" not in err
 
 
 def test_without_a_uri_it_says_how_to_give_one(

@@ -43,3 +43,13 @@ def test_invalid_identifier_error_quotes_only_the_start_of_a_long_value() -> Non
     error = errors.InvalidIdentifierError("session_id", "x" * 300, "must be at most 256 characters")
     assert error.value == "x" * 300
     assert str(error) == f"invalid session_id '{'x' * 63}... (300 characters): must be at most 256 characters"
+
+
+@pytest.mark.parametrize("key", ["\ud800", "a\x00b", "line\nbreak"])
+def test_an_error_naming_a_path_through_an_unprintable_key_can_be_printed_as_utf8(key: str) -> None:
+    error = errors.UnstorableValueError(f"metadata.a.{key}", key, "is a key BSON cannot hold")
+    message = str(error)
+    message.encode("utf-8")  # a lone surrogate would raise here, and in every log handler writing it
+    assert message.isprintable()
+    assert message.startswith(f"invalid metadata.a.{ascii(key)[1:-1]} ")
+    assert error.field == f"metadata.a.{key}"

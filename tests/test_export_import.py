@@ -28,6 +28,7 @@ from strands.types.session import Session, SessionAgent, SessionMessage, Session
 from mongodb_session_manager import MongoDBSessionManager, MongoDBSessionRepository
 from mongodb_session_manager.__main__ import main
 from mongodb_session_manager.errors import (
+    ForeignDocumentsError,
     InvalidSessionDataError,
     MongoDBSessionError,
     SessionConflictError,
@@ -591,6 +592,31 @@ def test_exporting_a_missing_session_fails_in_one_line(
     error = capsys.readouterr().err
     assert error.startswith("error: session 'nope' not found")
     assert len(error.splitlines()) == 1
+
+
+def test_a_document_that_is_not_a_session_is_a_typed_error_to_read_list_export_fork_and_one_line_to_the_cli(
+    mongodb_uri: str,
+    mongo_db: Database[dict[str, Any]],
+    database_name: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    mongo_db[SESSIONS].insert_one({"_id": "stray", "user_id": "alice", "note": "not written by this library"})
+    repository = MongoDBSessionRepository(client=mongo_db.client, database_name=database_name)
+    attempts: list[Callable[[], object]] = [
+        lambda: repository.export_session("stray"),
+        lambda: repository.fork_session("stray", "copy"),
+        lambda: repository.read_session("stray"),
+        lambda: repository.list_sessions(user_id="alice"),
+    ]
+    for attempt in attempts:
+        with pytest.raises(ForeignDocumentsError, match="_id 'stray'"):
+            attempt()
+
+    assert main(["export", "--uri", mongodb_uri, "--database", database_name, "--user-id", "alice"]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"error: {database_name}.{SESSIONS} holds documents that are not session documents")
+    assert len(error.splitlines()) == 1
+    assert [document["_id"] for document in mongo_db[SESSIONS].find()] == ["stray"]
 
 
 def test_an_export_piped_into_a_reader_that_stops_early_ends_quietly(

@@ -811,6 +811,24 @@ def test_metadata_numbers_must_be_finite(
 
 
 @pytest.mark.parametrize(
+    ("body", "detail"),
+    [
+        (b'{"metadata": {"a": {"\\ud800": 1}}}', "invalid metadata.a.\\ud800 '\\ud800': is a key BSON cannot hold"),
+        (b'{"metadata": {"\\ud800": NaN}}', "body.metadata: metadata.\\ud800 must be a finite number"),
+    ],
+)
+def test_a_metadata_key_with_a_lone_surrogate_is_a_422_naming_it_escaped(
+    make_client: Callable[..., TestClient], mongo_db: Database[dict[str, Any]], body: bytes, detail: str
+) -> None:
+    client = make_client("plain")
+    chat(client, "s1", "hi")
+    response = client.put("/sessions/s1/metadata", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 422
+    assert response.json()["detail"].startswith(detail)
+    assert stored_session(mongo_db, "s1")["metadata"] == {}
+
+
+@pytest.mark.parametrize(
     ("error", "status"),
     [
         (InvalidIdentifierError("session_id", "", "must not be empty"), 422),

@@ -15,6 +15,7 @@ import threading
 import traceback
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -808,6 +809,25 @@ def test_stats_never_show_credentials(mongodb_uri: str, mongo_client: Client, da
     assert secret not in shown
     assert "'Password': '***'" in shown
     assert "'username': 'reader'" in shown
+
+
+@pytest.mark.parametrize("option", ["tlsCAFile=/nonexistent/ca.pem", "tlsCAFile={junk}"])
+def test_a_tls_file_that_cannot_be_used_is_an_invalid_argument(option: str, tmp_path: Path) -> None:
+    junk = tmp_path / "junk.pem"
+    junk.write_text("not a certificate\n")
+    uri = f"mongodb://app:pa55word@127.0.0.1:1/?tls=true&{option.format(junk=junk)}"
+    with pytest.raises(InvalidArgumentError) as refused:
+        create_mongodb_session_manager("s1", connection_string=uri, database_name="any")
+    assert "pa55word" not in str(refused.value)
+
+
+def test_a_tls_file_option_that_cannot_be_used_is_an_invalid_argument(mongodb_uri: str) -> None:
+    with pytest.raises(InvalidArgumentError) as refused:
+        create_mongodb_session_manager(
+            "s1", connection_string=mongodb_uri, database_name="any", tls=True, tlsCAFile="/nonexistent/ca.pem"
+        )
+    assert refused.value.field == "client options"
+    assert "/nonexistent/ca.pem" in str(refused.value)
 
 
 def test_credential_bearing_options_are_masked() -> None:

@@ -18,6 +18,7 @@ from mongodb_session_manager.errors import (
     SessionNotFoundError,
     StaleAgentError,
     UnstorableValueError,
+    printable,
 )
 from mongodb_session_manager.validation import MAX_IDENTIFIER_LENGTH
 
@@ -257,7 +258,7 @@ def test_values_bson_cannot_hold_are_refused_naming_their_path(
         assert isinstance(error, ValueError)
         assert isinstance(error, TypeError)
         assert error.field.startswith(path), (error.field, path)
-        assert str(error).startswith(f"invalid {error.field} ")
+        assert str(error).startswith(f"invalid {printable(error.field)} ")
     assert_untouched(mongo_db, populated)
 
 

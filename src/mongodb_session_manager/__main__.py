@@ -250,7 +250,8 @@ def _database(target: Target, kept: str) -> Iterator[Database[dict[str, Any]]]:
         with warnings.catch_warnings():
             warnings.simplefilter("error", UserWarning)  # pymongo only warns about an option it will ignore
             client = create_client(target.uri, **client_options(target.uri))
-    except (ConfigurationError, ValueError, UserWarning) as error:  # ValueError: some malformed URIs
+    except (ConfigurationError, ValueError, OSError, UserWarning) as error:  # ValueError: some malformed URIs;
+        # OSError: a TLS file the URI names that cannot be read or holds no certificate
         raise CommandError(f"{one_line(error)}; check the URI", 2) from None
     try:
         with client:

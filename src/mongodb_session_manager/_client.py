@@ -49,7 +49,7 @@ def create_checked_client(connection_string: str, **client_kwargs: Any) -> Mongo
     """
     try:
         return create_client(connection_string, **client_kwargs)
-    except (ConfigurationError, ValueError, TypeError) as error:
+    except (ConfigurationError, ValueError, TypeError, OSError) as error:  # OSError: a TLS file it cannot use
         reason = scrubbed(str(error), connection_string)
         for name, value in client_kwargs.items():
             if name.lower() in SECRET_OPTIONS and isinstance(value, str) and value:

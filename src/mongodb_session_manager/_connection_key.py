@@ -47,7 +47,7 @@ def _split(connection_string: str) -> tuple[str, Any, list[Any], str, Mapping[st
         credentials = uri_parser.parse_userinfo(userinfo) if userinfo else None
         nodes = uri_parser.split_hosts(hosts, default_port=None if scheme == "mongodb+srv" else 27017)
         options = uri_parser.split_options(query, validate=True, warn=False, normalize=True) if query else {}
-    except (ConfigurationError, InvalidURI, ValueError) as error:
+    except (ConfigurationError, InvalidURI, ValueError, OSError) as error:  # OSError: a TLS file it cannot read
         reason = scrubbed(str(error), connection_string)
         raise InvalidArgumentError("connection_string", masked_uri(connection_string), reason) from None
     return scheme, credentials, nodes, unquote_plus(database), options
@@ -57,7 +57,7 @@ def _validated(name: str, value: Any) -> Any:
     """``value`` as pymongo would read it (``"5"`` for ``maxPoolSize`` is 5); as given if pymongo does not know it."""
     try:
         return common.validate(name, value)[1]
-    except (ConfigurationError, TypeError, ValueError):
+    except (ConfigurationError, TypeError, ValueError, OSError):
         return value
 
 

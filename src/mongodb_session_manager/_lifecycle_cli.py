@@ -156,9 +156,13 @@ def _connected(uri: str | None) -> Iterator[MongoClient[Document]]:
     if uri.startswith("mongodb://"):  # a mongodb+srv:// URI is checked by its DNS lookup, in MongoClient
         try:
             parse_uri(uri)
-        except (ConfigurationError, ValueError) as error:
+        except (ConfigurationError, ValueError, OSError) as error:  # OSError: a TLS file it names is not readable
             raise _Refused(f"--uri is not a valid MongoDB URI: {_without(uri, one_line(error))}") from None
-    with create_client(uri, **client_options(uri)) as client:
+    try:
+        client = create_client(uri, **client_options(uri))
+    except (ValueError, OSError) as error:  # an option pymongo refuses, a TLS file it cannot read or use
+        raise _Refused(f"{_without(uri, one_line(error))}; check the URI") from None
+    with client:
         yield client
 
 

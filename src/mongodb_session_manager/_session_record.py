@@ -25,6 +25,7 @@ from ._schema import (
 )
 from ._session_documents import SessionDocuments
 from ._split_layout import ONE_BATCH, STORED_MESSAGE
+from ._target_collections import require_session_document
 from .errors import SessionNotFoundError, excerpt
 
 AGENT_FIELDS = ("agent_id", "state", "conversation_manager_state", "internal_state", "created_at", "updated_at")
@@ -60,11 +61,13 @@ class SessionRecord:
 def read_record(sessions: SessionDocuments, messages: Collection[Document], session_id: str) -> SessionRecord:
     """Read the live session ``session_id`` within the repository's scope, in whichever layout it is stored.
 
-    Raises :class:`SessionNotFoundError` if it does not exist, has expired or is outside the scope.
+    Raises :class:`SessionNotFoundError` if it does not exist, has expired or is outside the scope, and
+    :class:`ForeignDocumentsError` if its document is not one this library wrote.
     """
     document = sessions.find(session_id)
     if document is None:
         raise SessionNotFoundError(f"session {excerpt(session_id)} not found")
+    require_session_document(sessions.collection, document)
     agents: dict[str, Document] = document.get("agents") or {}
     stored = {agent_id: list(entry.get("messages") or []) for agent_id, entry in agents.items()}
     if stored_layout(document) == "split":

@@ -13,6 +13,7 @@ conditions (:func:`session_filter`) without ``$expr``, so they stay on the ``_id
 may scan the whole collection for a filter with ``$expr``; SecantusDB does).
 """
 
+from datetime import datetime
 from typing import Any
 
 from pymongo.collection import Collection
@@ -78,6 +79,14 @@ def checked_names(database: Database[Document], collection_name: Any, messages_c
 def require_sessions(collection: Collection[Document]) -> None:
     """Raise :class:`ForeignDocumentsError` if any document of ``collection`` is not a session document."""
     _require(collection, SESSION_SHAPE, "session documents")
+
+
+def require_session_document(collection: Collection[Document], document: Document) -> None:
+    """Raise :class:`ForeignDocumentsError` if ``document`` (read from ``collection``) lacks a session's dates."""
+    if not all(isinstance(document.get(name), datetime) for name in ("created_at", "updated_at")):
+        raise ForeignDocumentsError(
+            f"{collection.database.name}.{collection.name}", "session documents", document.get("_id")
+        )
 
 
 def require_messages(collection: Collection[Document]) -> None:

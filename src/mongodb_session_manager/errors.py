@@ -93,6 +93,15 @@ def excerpt(value: object) -> str:
     return f"{text[:EXCERPT_CHARACTERS]}... ({size})"
 
 
+def printable(text: str) -> str:
+    """``text`` with every unprintable character (control, NUL, lone surrogate) escaped as ``ascii()`` writes it.
+
+    A path built from the caller's keys can hold such characters; escaped, a message holding it
+    can be logged, printed and sent as UTF-8 JSON.
+    """
+    return "".join(character if character.isprintable() else ascii(character)[1:-1] for character in text)
+
+
 class InvalidArgumentError(MongoDBSessionError, ValueError):
     """An argument was refused before anything was sent to MongoDB; ``field`` names it.
 
@@ -104,7 +113,7 @@ class InvalidArgumentError(MongoDBSessionError, ValueError):
         self.field = field
         self.value = value
         self.reason = reason
-        shown = field if len(field) <= FIELD_CHARACTERS else f"{field[:FIELD_CHARACTERS]}..."
+        shown = printable(field if len(field) <= FIELD_CHARACTERS else f"{field[:FIELD_CHARACTERS]}...")
         super().__init__(f"invalid {shown} {excerpt(value)}: {reason}")
 
 

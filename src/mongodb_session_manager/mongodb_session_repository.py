@@ -72,6 +72,7 @@ from ._schema import (
 from ._session_data import exported, parsed
 from ._session_documents import Expect, SessionDocuments, live
 from ._session_record import read_record
+from ._target_collections import require_session_document
 from .errors import (
     InvalidArgumentError,
     InvalidIdentifierError,
@@ -277,6 +278,7 @@ class MongoDBSessionRepository(SessionRepository):
         if document is None:
             return None
         self._sessions.observe(session_id, stored_layout(document), SessionFacts.of(document))
+        require_session_document(self._collection, document)
         self._snapshots.keep(session_id, document, writes_before_read)
         return session_from_document(document)
 
@@ -496,7 +498,10 @@ class MongoDBSessionRepository(SessionRepository):
             {"$limit": page_size + 1},
             *summary_stages(self._messages_collection_name),
         ]
-        found = [summary(document) for document in self._collection.aggregate(pipeline)]
+        documents = list(self._collection.aggregate(pipeline))
+        for document in documents:
+            require_session_document(self._collection, document)
+        found = [summary(document) for document in documents]
         sessions, more = found[:page_size], len(found) > page_size
         last = sessions[-1] if sessions else None
         next_cursor = encode_cursor(last.updated_at, last.session_id, filters) if more and last else None
