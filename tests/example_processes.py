@@ -1,4 +1,4 @@
-"""Run an example script as a subprocess (its real command line) and wait for its HTTP server."""
+"""Run an example script as a subprocess (its real command line) and wait for its HTTP server; serve the playground."""
 
 from __future__ import annotations
 
@@ -6,11 +6,15 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
+from playground_server import playground_server
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -56,3 +60,17 @@ def stop(process: subprocess.Popen[str]) -> str:
         process.kill()
         output, _ = process.communicate()
     return output
+
+
+@contextmanager
+def serving_playground(backend_port: int) -> Iterator[str]:
+    """The playground's static server on a free loopback port, naming ``backend_port`` as the page's backend."""
+    server = playground_server("127.0.0.1", 0, backend_port, quiet=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()

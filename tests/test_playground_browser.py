@@ -16,17 +16,14 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlparse
 
 import pytest
-from playground_server import playground_server
 from pymongo import MongoClient
 from strands import Agent
 
@@ -34,7 +31,7 @@ from mongodb_session_manager import MongoDBSessionManager
 
 from chat_api import DEFAULT_AGENT_ID, MAX_MESSAGE_CHARACTERS
 from chromium import ARTIFACTS, chromium, needs_chromium
-from example_processes import free_port, run_example, stop, wait_until_up
+from example_processes import free_port, run_example, serving_playground, stop, wait_until_up
 from scripted_model import ScriptedModel
 
 if TYPE_CHECKING:
@@ -59,19 +56,6 @@ PLACEHOLDERS_THAT_DO_NOT_FIT = """() => {
         })
         .filter((input) => input.needed > input.available);
 }"""
-
-
-@contextmanager
-def serving_playground(backend_port: int) -> Iterator[str]:
-    """The playground's static server on a free loopback port, naming ``backend_port`` as the page's backend."""
-    server = playground_server("127.0.0.1", 0, backend_port, quiet=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.fixture(scope="module")

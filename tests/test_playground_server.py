@@ -6,32 +6,17 @@ import shutil
 import signal
 import socket
 import subprocess
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 import httpx
 import pytest
-from playground_server import PLAYGROUND, playground_server
+from playground_server import PLAYGROUND
 
-from example_processes import free_port, wait_until_up
-
-
-@contextmanager
-def serving(backend_port: int) -> Iterator[str]:
-    server = playground_server("127.0.0.1", 0, backend_port, quiet=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+from example_processes import free_port, serving_playground, wait_until_up
 
 
 def test_the_page_and_a_config_naming_the_backends_port_are_served() -> None:
-    with serving(9123) as url:
+    with serving_playground(9123) as url:
         config = httpx.get(f"{url}/chat-config.js?v=1")
         page = httpx.get(f"{url}/chat.html")
         missing = httpx.get(f"{url}/no-such-file.js")
