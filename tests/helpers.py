@@ -1,5 +1,8 @@
 """What the tests share: the ``add`` tool, builders of Strands messages and stored sessions, thread runners."""
 
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -94,3 +97,15 @@ def run_in_threads(count: int, work: Callable[[int], T]) -> list[T]:
 
     with ThreadPoolExecutor(max_workers=count) as pool:
         return list(pool.map(start, range(count)))
+
+
+def run_command_line(*argv: str) -> subprocess.CompletedProcess[str]:
+    """``python -m mongodb_session_manager *argv`` in a child process, with no ``MONGODB_URI`` inherited."""
+    return subprocess.run(
+        [sys.executable, "-m", "mongodb_session_manager", *argv],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "MONGODB_URI": ""},
+    )

@@ -1,8 +1,6 @@
 """The command line refuses wrong targets untouched and fails in one line with a fitting hint."""
 
 import io
-import os
-import subprocess
 import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -22,7 +20,7 @@ from mongodb_session_manager.cleanup import find_left_behind, remove_left_behind
 from mongodb_session_manager.errors import InvalidIdentifierError
 from mongodb_session_manager.migration import ForeignDocumentsError, migrate_to_split
 
-from helpers import converse, session_with_agent, text_message
+from helpers import converse, run_command_line, session_with_agent, text_message
 
 Db = Database[dict[str, Any]]
 Client = MongoClient[dict[str, Any]]
@@ -35,18 +33,6 @@ def snapshot(database: Db) -> dict[str, Any]:
         name: (list(database[name].find().sort("_id", 1)), database[name].index_information())
         for name in sorted(database.list_collection_names())
     }
-
-
-def run(*argv: str) -> subprocess.CompletedProcess[str]:
-    """The real command line, in a child process."""
-    return subprocess.run(
-        [sys.executable, "-m", "mongodb_session_manager", *argv],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        env={**os.environ, "MONGODB_URI": ""},
-    )
 
 
 @pytest.fixture
@@ -508,9 +494,13 @@ def test_a_password_is_masked_wherever_it_appears() -> None:
 def test_the_process_fails_in_one_line_without_a_traceback(
     mongodb_uri: str, mongo_db: Db, database_name: str, app_data: dict[str, Any]
 ) -> None:
-    wrong_collection = run(*MIGRATE, "--uri", mongodb_uri, "--database", database_name, "--collection", "users")
-    unreachable = run("cleanup", "--uri", "mongodb://127.0.0.1:1/?serverSelectionTimeoutMS=200", "--database", "x")
-    bad_name = run(*MIGRATE, "--uri", mongodb_uri, "--database", database_name, "--collection", "a.b")
+    wrong_collection = run_command_line(
+        *MIGRATE, "--uri", mongodb_uri, "--database", database_name, "--collection", "users"
+    )
+    unreachable = run_command_line(
+        "cleanup", "--uri", "mongodb://127.0.0.1:1/?serverSelectionTimeoutMS=200", "--database", "x"
+    )
+    bad_name = run_command_line(*MIGRATE, "--uri", mongodb_uri, "--database", database_name, "--collection", "a.b")
 
     for result, status in ((wrong_collection, 2), (unreachable, 1), (bad_name, 2)):
         assert result.returncode == status, result.stderr

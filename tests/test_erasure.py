@@ -27,7 +27,7 @@ from mongodb_session_manager.__main__ import main
 from mongodb_session_manager.errors import InvalidIdentifierError, SessionNotFoundError
 
 from command_counter import CommandCounter
-from helpers import text_message
+from helpers import run_command_line, text_message
 from scripted_model import ScriptedModel
 from stored_sessions import MESSAGES, SESSIONS, everything
 
@@ -468,13 +468,8 @@ def test_without_a_uri_the_command_says_how_to_give_one(
 
 @pytest.mark.parametrize("command", ["erase", "export", "import"])
 def test_help_shows_a_description_and_examples(command: str) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "mongodb_session_manager", command, "--help"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
+    result = run_command_line(command, "--help")
+    assert result.returncode == 0, result.stderr
     assert "examples:" in result.stdout
     assert f"python -m mongodb_session_manager {command} " in result.stdout
     assert "$MONGODB_URI" in result.stdout

@@ -1,9 +1,7 @@
 """``python -m mongodb_session_manager migrate --from embedded --to split``: complete, verified, resumable."""
 
 import contextlib
-import os
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -20,7 +18,7 @@ from mongodb_session_manager import MongoDBSessionManager, MongoDBSessionReposit
 from mongodb_session_manager.errors import LayoutMismatchError, MongoDBSessionError
 from mongodb_session_manager.migration import migrate_to_split
 
-from helpers import converse, text_message
+from helpers import converse, run_command_line, text_message
 from scripted_model import ScriptedModel
 from stored_sessions import MESSAGES, SESSIONS, StoredSessions
 
@@ -38,14 +36,8 @@ def resume(
 
 
 def run_cli(mongodb_uri: str, database_name: str, *extra: str) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "mongodb_session_manager", "migrate", "--from", "embedded", "--to", "split"]
-    return subprocess.run(
-        [*command, "--uri", mongodb_uri, "--database", database_name, *extra],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        env={**os.environ, "MONGODB_URI": ""},
+    return run_command_line(
+        "migrate", "--from", "embedded", "--to", "split", "--uri", mongodb_uri, "--database", database_name, *extra
     )
 
 
